@@ -1,0 +1,209 @@
+//! `SwapMap`: swap slot → byte position in the active address space.
+//!
+//! The kernel keeps `struct swap_extent {start_page, nr_pages, start_block}` in an
+//! rbtree and `BUG()`s when a lookup misses. swapdio keeps the same extents in a flat
+//! array sorted by first slot (slots are dense, so the array is sorted by construction),
+//! searches it in O(log n) behind a last-hit cursor, and answers a miss with an error.
+
+use crate::caps::IoMode;
+use crate::sync::{AtomicUsize, Ordering};
+use crate::PAGE_SIZE;
+
+/// One extent of the map: `pages` consecutive slots from `first_slot` live at
+/// consecutive pages from byte position `start` (device bytes in device mode, file
+/// bytes in file mode). The kernel's `struct swap_extent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct MapEntry {
+    /// First swap slot (swap offset) of the extent.
+    pub first_slot: u64,
+    /// Number of page slots in the extent (never 0).
+    pub pages: u64,
+    /// Byte position of `first_slot`, page aligned.
+    pub start: u64,
+}
+
+impl MapEntry {
+    /// One past the last slot of the extent.
+    pub const fn end_slot(&self) -> u64 {
+        self.first_slot + self.pages
+    }
+}
+
+/// Where a slot lives and how many pages from it are contiguous in the same extent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// Byte position of the slot in the active address space.
+    pub pos: u64,
+    /// Pages from the slot to the end of its extent (at least 1).
+    pub pages: u64,
+}
+
+/// Why a map cannot be built from caller-supplied entries, or a lookup failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum MapError {
+    /// The slot is at or past the end of the map. The kernel would `BUG()`.
+    #[error("swap slot {slot} is outside the map ({slots} slots)")]
+    SlotOutOfRange {
+        /// The slot asked for.
+        slot: u64,
+        /// Slots in the map, header slot included.
+        slots: u64,
+    },
+    /// Entry `index` does not start where the previous one ended, is empty, or overflows.
+    #[error("map entry {index} is not dense, empty, misaligned or overflows")]
+    BadEntry {
+        /// Index of the offending entry.
+        index: usize,
+    },
+    /// The map has no entry.
+    #[error("swap map is empty")]
+    Empty,
+}
+
+/// The frozen slot map of an active swap file.
+///
+/// `S` is the entry storage: `&[MapEntry]` in caller memory (no allocation), or
+/// `Vec<MapEntry>` with feature `alloc`.
+#[derive(Debug)]
+pub struct SwapMap<S: AsRef<[MapEntry]>> {
+    entries: S,
+    slots: u64,
+    mode: IoMode,
+    cursor: AtomicUsize,
+}
+
+impl<S: AsRef<[MapEntry]>> SwapMap<S> {
+    /// Wraps caller-provided entries after checking they are dense from slot 0,
+    /// non-empty, page aligned and free of overflow.
+    pub fn new(entries: S, mode: IoMode) -> Result<Self, MapError> {
+        let mut next = 0u64;
+        for (index, e) in entries.as_ref().iter().enumerate() {
+            let ok = e.first_slot == next
+                && e.pages != 0
+                && e.start % PAGE_SIZE as u64 == 0
+                && e.pages.checked_mul(PAGE_SIZE as u64).and_then(|b| b.checked_add(e.start)).is_some();
+            if !ok {
+                return Err(MapError::BadEntry { index });
+            }
+            next = e.first_slot.checked_add(e.pages).ok_or(MapError::BadEntry { index })?;
+        }
+        if next == 0 {
+            return Err(MapError::Empty);
+        }
+        Ok(SwapMap { entries, slots: next, mode, cursor: AtomicUsize::new(0) })
+    }
+
+    /// The map entries, in slot order.
+    pub fn entries(&self) -> &[MapEntry] {
+        self.entries.as_ref()
+    }
+
+    /// Number of slots, the header slot 0 included (the kernel's `si->max`).
+    pub fn slots(&self) -> u64 {
+        self.slots
+    }
+
+    /// The address space positions refer to.
+    pub fn mode(&self) -> IoMode {
+        self.mode
+    }
+
+    /// Slot → position and contiguous run, O(log n) with a last-hit cursor that makes
+    /// sequential access O(1). A slot outside the map is an error, never a panic.
+    #[inline]
+    pub fn lookup(&self, slot: u64) -> Result<Run, MapError> {
+        let entries = self.entries.as_ref();
+        let hint = self.cursor.load(Ordering::Relaxed);
+        for i in [hint, hint.wrapping_add(1)] {
+            if let Some(e) = entries.get(i) {
+                if slot.wrapping_sub(e.first_slot) < e.pages {
+                    if i != hint {
+                        self.cursor.store(i, Ordering::Relaxed);
+                    }
+                    return Ok(Self::run_in(e, slot));
+                }
+            }
+        }
+        if slot >= self.slots {
+            return Err(MapError::SlotOutOfRange { slot, slots: self.slots });
+        }
+        // Branch-free lower bound over first_slot: the last entry with first_slot <= slot.
+        let mut base = 0usize;
+        let mut size = entries.len();
+        while size > 1 {
+            let half = size / 2;
+            let mid = base + half;
+            let below = entries.get(mid).is_some_and(|e| e.first_slot <= slot);
+            base = if below { mid } else { base };
+            size -= half;
+        }
+        match entries.get(base) {
+            Some(e) if slot.wrapping_sub(e.first_slot) < e.pages => {
+                self.cursor.store(base, Ordering::Relaxed);
+                Ok(Self::run_in(e, slot))
+            }
+            _ => Err(MapError::SlotOutOfRange { slot, slots: self.slots }),
+        }
+    }
+
+    #[inline]
+    fn run_in(e: &MapEntry, slot: u64) -> Run {
+        let off = slot - e.first_slot;
+        Run { pos: e.start + off * PAGE_SIZE as u64, pages: e.pages - off }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map() -> SwapMap<[MapEntry; 3]> {
+        SwapMap::new(
+            [
+                MapEntry { first_slot: 0, pages: 4, start: 40 * 4096 },
+                MapEntry { first_slot: 4, pages: 1, start: 10 * 4096 },
+                MapEntry { first_slot: 5, pages: 3, start: 100 * 4096 },
+            ],
+            IoMode::Device,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn map_lookup_returns_position_and_run_to_extent_end() {
+        let m = map();
+        assert_eq!(m.lookup(0), Ok(Run { pos: 40 * 4096, pages: 4 }));
+        assert_eq!(m.lookup(3), Ok(Run { pos: 43 * 4096, pages: 1 }));
+        assert_eq!(m.lookup(4), Ok(Run { pos: 10 * 4096, pages: 1 }));
+        assert_eq!(m.lookup(7), Ok(Run { pos: 102 * 4096, pages: 1 }));
+        // Random order exercises the search, not just the cursor.
+        for s in [6, 0, 4, 2, 7, 5, 1] {
+            let r = m.lookup(s).unwrap();
+            let e = m.entries().iter().find(|e| s >= e.first_slot && s < e.end_slot()).unwrap();
+            assert_eq!(r.pos, e.start + (s - e.first_slot) * 4096);
+        }
+    }
+
+    #[test]
+    fn map_miss_is_an_error_never_a_panic() {
+        let m = map();
+        for s in [8, 9, u64::MAX, u64::MAX - 1] {
+            assert_eq!(m.lookup(s), Err(MapError::SlotOutOfRange { slot: s, slots: 8 }));
+        }
+    }
+
+    #[test]
+    fn map_rejects_non_dense_empty_or_overflowing_entries() {
+        let gap = [MapEntry { first_slot: 0, pages: 2, start: 0 }, MapEntry { first_slot: 3, pages: 1, start: 0 }];
+        assert_eq!(SwapMap::new(gap, IoMode::Device).unwrap_err(), MapError::BadEntry { index: 1 });
+        let zero = [MapEntry { first_slot: 0, pages: 0, start: 0 }];
+        assert_eq!(SwapMap::new(zero, IoMode::Device).unwrap_err(), MapError::BadEntry { index: 0 });
+        let unaligned = [MapEntry { first_slot: 0, pages: 1, start: 512 }];
+        assert_eq!(SwapMap::new(unaligned, IoMode::Device).unwrap_err(), MapError::BadEntry { index: 0 });
+        let overflow = [MapEntry { first_slot: 0, pages: u64::MAX / 4096, start: 1 << 40 }];
+        assert_eq!(SwapMap::new(overflow, IoMode::Device).unwrap_err(), MapError::BadEntry { index: 0 });
+        let none: [MapEntry; 0] = [];
+        assert_eq!(SwapMap::new(none, IoMode::Device).unwrap_err(), MapError::Empty);
+    }
+}

@@ -1,0 +1,112 @@
+//! Plugging: batching folios that are exactly adjacent in the active address space
+//! into one request of up to 32 folios.
+//!
+//! The kernel's `struct swap_iocb **plug` (`swap_write_unplug`, `swap_read_unplug`):
+//! the caller owns the plug for the length of a batch (a reclaim list, a readahead
+//! window); the engine flushes it when the next folio is not adjacent, when 32 folios
+//! are held, and when the caller finishes the batch. [`Plug`] finishes on drop.
+
+use crate::backend::Backend;
+use crate::engine::{Engine, SwapError};
+use crate::iocb::Storage;
+use crate::map::MapEntry;
+use crate::page::{Direction, Folio, FsContext, PageOps};
+
+/// A request being filled, held by a plug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+    pub(crate) dir: Direction,
+    pub(crate) pos: u64,
+    pub(crate) len: u64,
+    pub(crate) nr: u32,
+}
+
+impl Held {
+    /// Whether a folio at `pos` going `dir` can join this batch.
+    pub(crate) fn accepts(&self, dir: Direction, pos: u64) -> bool {
+        self.dir == dir && self.pos + self.len == pos && (self.nr as usize) < crate::iocb::MAX_SEGMENTS
+    }
+}
+
+/// The caller-owned state of a plug: at most one request being filled.
+///
+/// A `PlugState` belongs to one engine from its first use on; using it with another
+/// engine is [`SwapError::ForeignPlug`]. Finish it with [`Engine::finish_plug`] (or use
+/// the RAII [`Plug`]): a held batch is not submitted until then.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlugState {
+    pub(crate) held: Option<Held>,
+    pub(crate) owner: usize,
+}
+
+impl PlugState {
+    /// An empty plug.
+    pub const fn new() -> Self {
+        PlugState { held: None, owner: 0 }
+    }
+
+    /// Folios held in the unsubmitted batch.
+    pub fn held_folios(&self) -> usize {
+        self.held.map_or(0, |h| h.nr as usize)
+    }
+}
+
+/// A plug bound to an engine that submits its held batch when dropped
+/// (`blk_finish_plug` at the end of the caller's batch).
+pub struct Plug<'e, M, S, B, P>
+where
+    M: AsRef<[MapEntry]>,
+    S: Storage,
+    B: Backend,
+    P: PageOps,
+{
+    engine: &'e Engine<M, S, B, P>,
+    state: PlugState,
+}
+
+impl<'e, M, S, B, P> Plug<'e, M, S, B, P>
+where
+    M: AsRef<[MapEntry]>,
+    S: Storage,
+    B: Backend,
+    P: PageOps,
+{
+    pub(crate) fn new(engine: &'e Engine<M, S, B, P>) -> Self {
+        Plug { engine, state: PlugState::new() }
+    }
+
+    /// Queues a swap-out of a locked, dirty folio (see [`Engine::write`]).
+    pub fn write(&mut self, folio: Folio, fs: FsContext) -> Result<(), SwapError> {
+        self.engine.write(Some(&mut self.state), folio, fs)
+    }
+
+    /// Queues a swap-in into a locked folio (see [`Engine::read`]).
+    pub fn read(&mut self, folio: Folio) -> Result<(), SwapError> {
+        self.engine.read(Some(&mut self.state), folio)
+    }
+
+    /// Folios held in the unsubmitted batch.
+    pub fn held_folios(&self) -> usize {
+        self.state.held_folios()
+    }
+
+    /// Submits the held batch now.
+    pub fn flush(&mut self) {
+        // A Plug's state always belongs to its own engine.
+        let _ = self.engine.finish_plug(&mut self.state);
+    }
+}
+
+impl<M, S, B, P> Drop for Plug<'_, M, S, B, P>
+where
+    M: AsRef<[MapEntry]>,
+    S: Storage,
+    B: Backend,
+    P: PageOps,
+{
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
