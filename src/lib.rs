@@ -13,7 +13,8 @@
 //! point, no `unsafe`, no allocation on the I/O path, and no panic reachable from the
 //! public API.
 #![cfg_attr(not(feature = "std"), no_std)]
-#![forbid(unsafe_code)]
+#![cfg_attr(not(feature = "linux"), forbid(unsafe_code))]
+#![cfg_attr(feature = "linux", deny(unsafe_code))]
 #![warn(missing_docs)]
 
 #[cfg(any(feature = "alloc", test))]
@@ -31,6 +32,11 @@ pub mod page;
 pub mod plug;
 mod pool;
 mod sync;
+#[cfg(feature = "std")]
+pub mod testkit;
+#[cfg(all(feature = "linux", target_os = "linux"))]
+#[allow(unsafe_code)]
+pub mod linux;
 
 /// Base page size. Slots, headers and trimming are in units of it.
 pub const PAGE_SIZE: usize = 4096;

@@ -1,0 +1,326 @@
+//! Test doubles (feature `std`): an in-memory swap device and a page-state recorder
+//! that checks the page rules as the engine drives them.
+//!
+//! Used by swapdio's own tests, benches, fuzz targets and examples, and offered to
+//! anyone building a backend or an MM prototype on top of the engine.
+
+use crate::backend::{Backend, Submit};
+use crate::caps::BackendCaps;
+use crate::errno::Errno;
+use crate::iocb::{Request, RequestId};
+use crate::page::{Direction, FolioId, PageOps, SwapEvent};
+use std::collections::HashMap;
+use std::string::String;
+use std::sync::{Arc, Mutex};
+use std::vec::Vec;
+
+/// The state of one folio as the page operations left it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageState {
+    /// Locked (`PG_locked`).
+    pub locked: bool,
+    /// Dirty.
+    pub dirty: bool,
+    /// Uptodate.
+    pub uptodate: bool,
+    /// Under writeback.
+    pub writeback: bool,
+    /// Reclaim flag.
+    pub reclaim: bool,
+    /// Pins currently held.
+    pub pins: i64,
+    /// Times writeback ended.
+    pub writeback_ends: u32,
+    /// Times unlocked.
+    pub unlocks: u32,
+}
+
+/// A [`PageOps`] that records every folio's state and every event, and records a
+/// violation whenever a call breaks a page rule (unlock of an unlocked folio, end of
+/// writeback without writeback, unpin without pin, a write failure without redirty).
+#[derive(Debug, Default)]
+pub struct MemPages {
+    pages: Mutex<HashMap<FolioId, PageState>>,
+    events: Mutex<Vec<SwapEvent>>,
+    violations: Mutex<Vec<String>>,
+}
+
+impl MemPages {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with(&self, f: FolioId, op: impl FnOnce(&mut PageState) -> Option<String>) {
+        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = op(pages.entry(f).or_default()) {
+            self.violations.lock().unwrap_or_else(|e| e.into_inner()).push(std::format!("folio {}: {v}", f.0));
+        }
+    }
+
+    /// Puts a folio in the state swap-out expects: locked, dirty, reclaim set.
+    pub fn prepare_write(&self, f: FolioId) {
+        self.with(f, |s| {
+            *s = PageState { locked: true, dirty: true, reclaim: true, uptodate: true, pins: s.pins, ..PageState::default() };
+            None
+        });
+    }
+
+    /// Puts a folio in the state swap-in expects: locked, not uptodate.
+    pub fn prepare_read(&self, f: FolioId) {
+        self.with(f, |s| {
+            *s = PageState { locked: true, pins: s.pins, ..PageState::default() };
+            None
+        });
+    }
+
+    /// The folio's state.
+    pub fn state(&self, f: FolioId) -> PageState {
+        self.pages.lock().unwrap_or_else(|e| e.into_inner()).get(&f).copied().unwrap_or_default()
+    }
+
+    /// All events so far.
+    pub fn events(&self) -> Vec<SwapEvent> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Rule violations so far (empty when the engine behaved).
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sum of pins over all folios (0 when every pin was dropped).
+    pub fn pins_held(&self) -> i64 {
+        self.pages.lock().unwrap_or_else(|e| e.into_inner()).values().map(|s| s.pins).sum()
+    }
+
+    /// Base pages counted by `SwapOut` and `SwapIn` events.
+    pub fn counted_pages(&self) -> (u64, u64) {
+        self.events().iter().fold((0, 0), |(o, i), e| match e {
+            SwapEvent::SwapOut { pages } => (o + pages, i),
+            SwapEvent::SwapIn { pages } => (o, i + pages),
+            _ => (o, i),
+        })
+    }
+}
+
+impl PageOps for MemPages {
+    fn set_uptodate(&self, f: FolioId) {
+        self.with(f, |s| {
+            s.uptodate = true;
+            (!s.locked).then(|| "set uptodate while unlocked".into())
+        });
+    }
+    fn set_dirty(&self, f: FolioId) {
+        self.with(f, |s| {
+            s.dirty = true;
+            (!s.writeback).then(|| "redirtied outside writeback".into())
+        });
+    }
+    fn clear_reclaim(&self, f: FolioId) {
+        self.with(f, |s| {
+            s.reclaim = false;
+            None
+        });
+    }
+    fn start_writeback(&self, f: FolioId) {
+        self.with(f, |s| {
+            let bad = if !s.locked {
+                Some("writeback started on an unlocked folio".into())
+            } else if s.writeback {
+                Some("writeback started twice".into())
+            } else {
+                None
+            };
+            s.writeback = true;
+            // The kernel clears dirty when the write is issued (folio_clear_dirty_for_io).
+            s.dirty = false;
+            bad
+        });
+    }
+    fn end_writeback(&self, f: FolioId) {
+        self.with(f, |s| {
+            let bad = (!s.writeback).then(|| "writeback ended twice or never started".into());
+            s.writeback = false;
+            s.writeback_ends += 1;
+            bad
+        });
+    }
+    fn unlock(&self, f: FolioId) {
+        self.with(f, |s| {
+            let bad = (!s.locked).then(|| "unlocked twice".into());
+            s.locked = false;
+            s.unlocks += 1;
+            bad
+        });
+    }
+    fn pin(&self, f: FolioId) {
+        self.with(f, |s| {
+            s.pins += 1;
+            None
+        });
+    }
+    fn unpin(&self, f: FolioId) {
+        self.with(f, |s| {
+            s.pins -= 1;
+            (s.pins < 0).then(|| "unpinned more than pinned".into())
+        });
+    }
+    fn event(&self, e: SwapEvent) {
+        if let SwapEvent::WriteFailed { folio, .. } = e {
+            self.with(folio, |s| (!s.dirty).then(|| "write failed but folio not redirtied".into()));
+        }
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+    }
+}
+
+/// Folio memory shared by a test and [`MemDevice`]: what each folio handle points at.
+#[derive(Debug, Default, Clone)]
+pub struct FolioMemory {
+    inner: Arc<Mutex<HashMap<FolioId, Vec<u8>>>>,
+}
+
+impl FolioMemory {
+    /// Empty folio memory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the bytes of a folio (its size is `data.len()`).
+    pub fn set(&self, f: FolioId, data: Vec<u8>) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).insert(f, data);
+    }
+
+    /// The bytes of a folio.
+    pub fn get(&self, f: FolioId) -> Option<Vec<u8>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).get(&f).cloned()
+    }
+}
+
+/// What [`MemDevice`] does with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Move the bytes (the first `n` only, if `Ok(n)` is short; none on error) and
+    /// answer `Done(result)`; `None` means a full transfer.
+    Inline(Option<Result<u64, Errno>>),
+    /// Move the bytes like `Inline`, but answer `Queued` and leave the completion in
+    /// [`MemDevice::take_queued`] for the test to deliver.
+    Queue(Option<Result<u64, Errno>>),
+}
+
+/// Decides the [`Action`] for each request.
+pub type Script = Arc<dyn Fn(&Request<'_>) -> Action + Send + Sync>;
+
+/// An in-memory swap device (device or file address space alike): a byte array that
+/// requests copy folio memory into and out of.
+pub struct MemDevice {
+    caps: BackendCaps,
+    bytes: Mutex<Vec<u8>>,
+    folios: FolioMemory,
+    script: Mutex<Script>,
+    queued: Mutex<Vec<(RequestId, Result<u64, Errno>)>>,
+    seen: Mutex<Vec<SeenRequest>>,
+}
+
+/// A request as the device saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenRequest {
+    /// Its id.
+    pub id: RequestId,
+    /// Direction.
+    pub dir: Direction,
+    /// Flags.
+    pub flags: crate::iocb::ReqFlags,
+    /// Position.
+    pub pos: u64,
+    /// Length.
+    pub len: u64,
+    /// Segments.
+    pub segments: Vec<crate::iocb::Segment>,
+}
+
+impl MemDevice {
+    /// A device of `size` bytes that completes everything inline and fully.
+    pub fn new(caps: BackendCaps, size: usize, folios: FolioMemory) -> Self {
+        MemDevice {
+            caps,
+            bytes: Mutex::new(std::vec![0; size]),
+            folios,
+            script: Mutex::new(Arc::new(|_: &Request<'_>| Action::Inline(None))),
+            queued: Mutex::new(Vec::new()),
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Replaces the script.
+    pub fn set_script(&self, script: Script) {
+        *self.script.lock().unwrap_or_else(|e| e.into_inner()) = script;
+    }
+
+    /// Takes the completions of queued requests, oldest first.
+    pub fn take_queued(&self) -> Vec<(RequestId, Result<u64, Errno>)> {
+        std::mem::take(&mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Every request seen, in submission order.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A copy of `len` device bytes at `pos`.
+    pub fn read_bytes(&self, pos: u64, len: usize) -> Vec<u8> {
+        let b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        b.get(pos as usize..pos as usize + len).map(<[u8]>::to_vec).unwrap_or_default()
+    }
+
+    /// Moves up to `limit` bytes of the request between folios and the device.
+    fn transfer(&self, req: &Request<'_>, limit: u64) {
+        let mut dev = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut folios = self.folios.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pos = req.pos() as usize;
+        let mut left = limit as usize;
+        for seg in req.segments() {
+            let n = (seg.len as usize).min(left);
+            let off = seg.offset as usize;
+            let buf = folios.entry(seg.folio).or_insert_with(|| std::vec![0; off + seg.len as usize]);
+            if buf.len() < off + n || dev.len() < pos + n {
+                return;
+            }
+            match req.direction() {
+                Direction::Write => dev[pos..pos + n].copy_from_slice(&buf[off..off + n]),
+                Direction::Read => buf[off..off + n].copy_from_slice(&dev[pos..pos + n]),
+            }
+            pos += seg.len as usize;
+            left -= n;
+        }
+    }
+}
+
+impl Backend for MemDevice {
+    fn caps(&self) -> BackendCaps {
+        self.caps
+    }
+
+    fn submit(&self, req: &Request<'_>) -> Submit {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).push(SeenRequest {
+            id: req.id(),
+            dir: req.direction(),
+            flags: req.flags(),
+            pos: req.pos(),
+            len: req.len(),
+            segments: req.segments().collect(),
+        });
+        let script = self.script.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let action = script(req);
+        let (Action::Inline(r) | Action::Queue(r)) = action;
+        let result = r.unwrap_or(Ok(req.len()));
+        self.transfer(req, result.unwrap_or(0).min(req.len()));
+        match action {
+            Action::Inline(_) => Submit::Done(result),
+            Action::Queue(_) => {
+                self.queued.lock().unwrap_or_else(|e| e.into_inner()).push((req.id(), result));
+                Submit::Queued
+            }
+        }
+    }
+}
