@@ -25,6 +25,7 @@ pub mod backend;
 pub mod caps;
 pub mod engine;
 pub mod errno;
+pub mod fault;
 pub mod header;
 pub mod iocb;
 pub mod map;
