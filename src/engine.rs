@@ -76,7 +76,10 @@ impl SwapError {
             SwapError::Map(_) | SwapError::HeaderSlot | SwapError::InvalidFolio(_) | SwapError::ForeignPlug => {
                 Errno::EINVAL
             }
-            SwapError::WouldBlock | SwapError::NeedsFsContext => Errno::EAGAIN,
+            // Distinct from any errno a backend reports, so a sync caller can tell
+            // "not started, folio untouched" from "the I/O failed".
+            SwapError::WouldBlock => Errno::ENOBUFS,
+            SwapError::NeedsFsContext => Errno::EDEADLK,
             SwapError::Deactivated => Errno::EINVAL,
             SwapError::TooFragmented { .. } => Errno::ERANGE,
             SwapError::Busy { .. } => Errno::EBUSY,
@@ -313,7 +316,13 @@ where
             bump(&self.counters.rejected_completions, 1);
             return Err(CompleteError::NotInFlight { index: id.index, generation: id.generation });
         }
+        // Verification only (`--cfg swapdio_broken="release_before_finish"`): drop the
+        // completion's reference before the page actions read the request, so a plug's next
+        // batch can reuse the slot under them. `tests/loom_plug.rs` must catch it.
+        #[cfg(swapdio_broken = "release_before_finish")]
+        pool::put(slot);
         self.finish_request(slot, result);
+        #[cfg(not(swapdio_broken = "release_before_finish"))]
         pool::put(slot);
         Ok(())
     }
@@ -442,6 +451,14 @@ where
         self.own(plug)?;
         if run.pages < u64::from(folio.pages) {
             return self.queue_split(plug, dir, folio, run);
+        }
+        // Verification only (`--cfg swapdio_broken="plug_flush_late"`): take the new request
+        // before flushing the held batch, so an empty pool answers `WouldBlock` while the
+        // batch is still held (the caller would wait for a completion that can never come).
+        // `tests/loom_plug.rs` must catch it.
+        #[cfg(swapdio_broken = "plug_flush_late")]
+        if plug.held.is_some_and(|h| !h.accepts(dir, run.pos)) && self.pool_free() == 0 {
+            return Err(self.would_block());
         }
         // Not adjacent, other direction, or full: submit the old batch first, before
         // taking a new request (never wait for the pool while holding a batch).
@@ -611,7 +628,9 @@ where
     fn finish_request(&self, slot: &RequestSlot, result: Result<u64, Errno>) {
         let (nr, dir, _) = slot.info();
         let len = slot.len.load(Ordering::Relaxed);
-        let result = result.map_err(|e| if e.0 > 0 { e } else { Errno::EIO });
+        // A completion result is the kernel's `long`: a byte count beyond `i64::MAX` is
+        // saturated so async failures and sync callers (who read the stored result) agree.
+        let result = result.map(|b| b.min(i64::MAX as u64)).map_err(|e| if e.0 > 0 { e } else { Errno::EIO });
         let (good, failure) = match result {
             Ok(b) if b == len => (len, None),
             Ok(b) if b < len => (b, Some(IoFailure::Short { done: b, expected: len })),
@@ -629,14 +648,10 @@ where
             bump(&self.counters.short_transfers, 1);
         }
         let mut end = 0u64;
-        let mut pages_ok = 0u64;
         for i in 0..nr {
             let Some((seg, zero_page, group)) = slot.segment(i) else { break };
             end += u64::from(seg.len);
             let outcome = if end <= good { None } else { failure };
-            if outcome.is_none() && dir == Direction::Read {
-                pages_ok += u64::from(seg.len) / PAGE;
-            }
             match group {
                 None => self.finish_folio(dir, seg.folio, u64::from(seg.len) / PAGE, outcome),
                 Some(g) => self.finish_part(dir, g, outcome),
@@ -645,7 +660,6 @@ where
                 self.pages.unpin(seg.folio);
             }
         }
-        bump(&self.counters.pages_in, pages_ok);
         bump(&self.counters.requests_completed, 1);
     }
 
@@ -664,6 +678,9 @@ where
                 p.event(SwapEvent::WriteFailed { folio, pages, failure, retryable: failure.is_transient() });
             }
             (Direction::Read, None) => {
+                // Counted per folio, once its read succeeded as a whole (a split folio's
+                // good part does not count when another part failed).
+                bump(&self.counters.pages_in, pages);
                 p.set_uptodate(folio);
                 p.unlock(folio);
                 p.event(SwapEvent::SwapIn { pages });
@@ -692,6 +709,11 @@ where
         pool::release_split(split);
         let outcome = (errno != 0).then_some(IoFailure::Errno(Errno(errno as i32)));
         self.finish_folio(dir, folio, pages, outcome);
+        // Verification only (`--cfg swapdio_broken="unpin_twice"`): drop the folio's pin once
+        // more when its last part completes, on top of the per-request unpin.
+        // `tests/loom_split.rs` must catch it.
+        #[cfg(swapdio_broken = "unpin_twice")]
+        self.pages.unpin(folio);
     }
 }
 

@@ -23,6 +23,11 @@ impl Errno {
     pub const EFAULT: Errno = Errno(14);
     /// Device or resource busy.
     pub const EBUSY: Errno = Errno(16);
+    /// Resource deadlock would occur: a swap write that would enter the filesystem from a
+    /// context that must not (`test_may_enter_fs`).
+    pub const EDEADLK: Errno = Errno(35);
+    /// No buffer space: no free request in the reserve (the folio is untouched).
+    pub const ENOBUFS: Errno = Errno(105);
     /// Invalid argument: every swapon refusal.
     pub const EINVAL: Errno = Errno(22);
     /// Text file busy: the file is an active swap file.
@@ -60,8 +65,10 @@ impl Errno {
             27 => "EFBIG",
             28 => "ENOSPC",
             34 => "ERANGE",
+            35 => "EDEADLK",
             61 => "ENODATA",
             95 => "EOPNOTSUPP",
+            105 => "ENOBUFS",
             529 => "EIOCBQUEUED",
             _ => return None,
         })

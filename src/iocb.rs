@@ -133,7 +133,7 @@ impl RequestSlot {
             s.folio.store(seg.folio.0, Ordering::Relaxed);
             s.span.store((u64::from(seg.offset) << 32) | u64::from(seg.len), Ordering::Relaxed);
             let g = group.map_or(0, |g| g.wrapping_add(1));
-            s.meta.store((g << 1) | u32::from(zero_page) * META_ZERO_PAGE, Ordering::Relaxed);
+            s.meta.store((g << 1) | (u32::from(zero_page) * META_ZERO_PAGE), Ordering::Relaxed);
         }
     }
 

@@ -26,6 +26,8 @@ pub mod caps;
 pub mod engine;
 pub mod errno;
 pub mod fault;
+#[cfg(feature = "std")]
+pub mod fault_backend;
 pub mod header;
 pub mod iocb;
 pub mod map;
@@ -38,6 +40,11 @@ pub mod testkit;
 #[cfg(all(feature = "linux", target_os = "linux"))]
 #[allow(unsafe_code)]
 pub mod linux;
+
+/// The README's examples, compiled and run as doctests so they cannot drift from the code.
+#[cfg(all(doctest, feature = "std"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Base page size. Slots, headers and trimming are in units of it.
 pub const PAGE_SIZE: usize = 4096;

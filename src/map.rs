@@ -4,6 +4,13 @@
 //! rbtree and `BUG()`s when a lookup misses. swapdio keeps the same extents in a flat
 //! array sorted by first slot (slots are dense, so the array is sorted by construction),
 //! searches it in O(log n) behind a last-hit cursor, and answers a miss with an error.
+//!
+//! With feature `alloc`, [`SwapMap::new`] also builds a slot-bucket index (about one
+//! `u32` per extent, built once at activation): bucket `slot >> shift` names the
+//! range of entries that can hold the slot, so a random lookup reads one index word and
+//! searches a handful of entries instead of walking `log2(n)` cache misses down the
+//! whole array. The entries stay the flat sorted array; without `alloc` the search
+//! covers the whole array.
 
 use crate::caps::IoMode;
 use crate::sync::{AtomicUsize, Ordering};
@@ -65,12 +72,70 @@ pub enum MapError {
 ///
 /// `S` is the entry storage: `&[MapEntry]` in caller memory (no allocation), or
 /// `Vec<MapEntry>` with feature `alloc`.
-#[derive(Debug)]
 pub struct SwapMap<S: AsRef<[MapEntry]>> {
     entries: S,
     slots: u64,
     mode: IoMode,
     cursor: AtomicUsize,
+    #[cfg(feature = "alloc")]
+    index: BucketIndex,
+}
+
+impl<S: AsRef<[MapEntry]>> core::fmt::Debug for SwapMap<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SwapMap")
+            .field("entries", &self.entries.as_ref())
+            .field("slots", &self.slots)
+            .field("mode", &self.mode)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Slot buckets → entry ranges: `first[b]` is the index of the entry holding slot
+/// `b << shift`; the entry holding any slot of bucket `b` lies in `first[b]..=first[b + 1]`.
+/// Empty (no index) when the entries do not fit `u32` indexes.
+#[cfg(feature = "alloc")]
+struct BucketIndex {
+    first: alloc::vec::Vec<u32>,
+    shift: u32,
+}
+
+#[cfg(feature = "alloc")]
+impl BucketIndex {
+    /// About one bucket per entry (a power of two at least as large as the entry count).
+    fn build(entries: &[MapEntry], slots: u64) -> BucketIndex {
+        let n = entries.len();
+        if n <= 2 || u32::try_from(n).is_err() {
+            return BucketIndex { first: alloc::vec::Vec::new(), shift: 0 };
+        }
+        let want = (n as u64).next_power_of_two();
+        let mut shift = 0u32;
+        while (slots - 1) >> shift >= want {
+            shift += 1;
+        }
+        let buckets = ((slots - 1) >> shift) + 1;
+        let mut first = alloc::vec::Vec::with_capacity(buckets as usize + 1);
+        let mut i = 0usize;
+        for b in 0..buckets {
+            let slot = b << shift;
+            while entries.get(i).is_some_and(|e| e.end_slot() <= slot) {
+                i += 1;
+            }
+            first.push(i as u32);
+        }
+        first.push((n - 1) as u32);
+        BucketIndex { first, shift }
+    }
+
+    /// Entry range (inclusive) that holds `slot`, or `None` without an index.
+    #[inline]
+    fn range(&self, slot: u64) -> Option<(usize, usize)> {
+        let b = usize::try_from(slot >> self.shift).ok()?;
+        let lo = *self.first.get(b)?;
+        let hi = *self.first.get(b.wrapping_add(1))?;
+        Some((lo as usize, hi as usize))
+    }
 }
 
 impl<S: AsRef<[MapEntry]>> SwapMap<S> {
@@ -91,7 +156,14 @@ impl<S: AsRef<[MapEntry]>> SwapMap<S> {
         if next == 0 {
             return Err(MapError::Empty);
         }
-        Ok(SwapMap { entries, slots: next, mode, cursor: AtomicUsize::new(0) })
+        Ok(SwapMap {
+            #[cfg(feature = "alloc")]
+            index: BucketIndex::build(entries.as_ref(), next),
+            entries,
+            slots: next,
+            mode,
+            cursor: AtomicUsize::new(0),
+        })
     }
 
     /// The map entries, in slot order.
@@ -128,14 +200,19 @@ impl<S: AsRef<[MapEntry]>> SwapMap<S> {
         if slot >= self.slots {
             return Err(MapError::SlotOutOfRange { slot, slots: self.slots });
         }
-        // Branch-free lower bound over first_slot: the last entry with first_slot <= slot.
-        let mut base = 0usize;
-        let mut size = entries.len();
+        #[cfg(feature = "alloc")]
+        let (lo, hi) = self.index.range(slot).unwrap_or((0, entries.len().saturating_sub(1)));
+        #[cfg(not(feature = "alloc"))]
+        let (lo, hi) = (0, entries.len().saturating_sub(1));
+        // Branch-free lower bound over first_slot in lo..=hi: the last entry with
+        // first_slot <= slot. `base + half <= hi` always; a missing entry reads as
+        // "above" so the search can never step out of the array.
+        let mut base = lo;
+        let mut size = (hi + 1).saturating_sub(lo);
         while size > 1 {
             let half = size / 2;
-            let mid = base + half;
-            let below = entries.get(mid).is_some_and(|e| e.first_slot <= slot);
-            base = if below { mid } else { base };
+            let key = entries.get(base + half).map_or(u64::MAX, |e| e.first_slot);
+            base += half & 0usize.wrapping_sub(usize::from(key <= slot));
             size -= half;
         }
         match entries.get(base) {
@@ -183,6 +260,42 @@ mod tests {
             let e = m.entries().iter().find(|e| s >= e.first_slot && s < e.end_slot()).unwrap();
             assert_eq!(r.pos, e.start + (s - e.first_slot) * 4096);
         }
+    }
+
+    /// The bucket index only narrows the search: every slot of a map with very uneven
+    /// extents (one huge, runs of single pages, a power-of-two boundary mix) resolves to
+    /// the entry a linear scan finds, and one past the end is still a miss.
+    #[test]
+    fn map_lookup_matches_linear_scan_on_uneven_extents() {
+        let mut entries = alloc::vec::Vec::new();
+        let mut next = 0u64;
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..3000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let pages = match i {
+                7 => 50_000,
+                100..=900 => 1,
+                _ => 1 + x % 64,
+            };
+            entries.push(MapEntry { first_slot: next, pages, start: (x % (1 << 30)) * 4096 });
+            next += pages;
+        }
+        let m = SwapMap::new(entries.clone(), IoMode::File).unwrap();
+        let probe = |s: u64| {
+            let e = entries.iter().find(|e| s >= e.first_slot && s < e.end_slot()).unwrap();
+            let off = s - e.first_slot;
+            assert_eq!(m.lookup(s), Ok(Run { pos: e.start + off * 4096, pages: e.pages - off }), "slot {s}");
+        };
+        for e in &entries {
+            probe(e.first_slot);
+            probe(e.end_slot() - 1);
+        }
+        for k in 0..20_000u64 {
+            probe(k.wrapping_mul(0x9e37_79b9_7f4a_7c15) % next);
+        }
+        assert_eq!(m.lookup(next), Err(MapError::SlotOutOfRange { slot: next, slots: next }));
     }
 
     #[test]

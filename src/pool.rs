@@ -26,6 +26,16 @@ pub(crate) fn claim(slots: &[RequestSlot], hint: &AtomicUsize) -> Option<(usize,
             continue;
         }
         let gen = generation(cur);
+        // Verification only (`--cfg swapdio_broken="pool_double_handout"`): a check-then-store
+        // claim instead of a compare-and-swap, so two submitters can take the same slot.
+        // `tests/loom_pool.rs` must catch it.
+        #[cfg(swapdio_broken = "pool_double_handout")]
+        {
+            slot.state.store(state(gen, PHASE_BUILDING), Ordering::Release);
+            hint.store(i + 1, Ordering::Relaxed);
+            return Some((i, gen));
+        }
+        #[cfg(not(swapdio_broken = "pool_double_handout"))]
         if slot
             .state
             .compare_exchange(cur, state(gen, PHASE_BUILDING), Ordering::Acquire, Ordering::Relaxed)
@@ -87,7 +97,14 @@ fn unclaim_chain(slots: &[RequestSlot], head: u32) {
 /// Drops one reference; the last one frees the slot under a new generation so stale
 /// ids can no longer complete it. Returns true if this call released the slot.
 pub(crate) fn put(slot: &RequestSlot) -> bool {
-    if slot.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+    // The last of the two references (submitter, completion) releases the slot.
+    #[cfg(not(swapdio_broken = "release_on_first_put"))]
+    const LAST: u32 = 1;
+    // Verification only (`--cfg swapdio_broken="release_on_first_put"`): release on the
+    // wrong count. `tests/loom_refcount.rs` must catch it.
+    #[cfg(swapdio_broken = "release_on_first_put")]
+    const LAST: u32 = 2;
+    if slot.refs.fetch_sub(1, Ordering::AcqRel) != LAST {
         return false;
     }
     let gen = generation(slot.state.load(Ordering::Relaxed));

@@ -3,13 +3,17 @@
 //!
 //! Used by swapdio's own tests, benches, fuzz targets and examples, and offered to
 //! anyone building a backend or an MM prototype on top of the engine.
+//! [`reference`] holds a page-by-page model of the kernel's activation arithmetic.
+
+pub mod reference;
 
 use crate::backend::{Backend, Submit};
-use crate::caps::BackendCaps;
+use crate::caps::{BackendCaps, IoMode};
 use crate::errno::Errno;
 use crate::iocb::{Request, RequestId};
+use crate::map::{MapEntry, MapError, SwapMap};
 use crate::page::{Direction, FolioId, PageOps, SwapEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::string::String;
 use std::sync::{Arc, Mutex};
 use std::vec::Vec;
@@ -37,18 +41,53 @@ pub struct PageState {
 
 /// A [`PageOps`] that records every folio's state and every event, and records a
 /// violation whenever a call breaks a page rule (unlock of an unlocked folio, end of
-/// writeback without writeback, unpin without pin, a write failure without redirty).
+/// writeback without writeback, unpin without pin, a write failure without redirty,
+/// any pin or unpin of a folio marked as the shared zero page).
 #[derive(Debug, Default)]
 pub struct MemPages {
     pages: Mutex<HashMap<FolioId, PageState>>,
     events: Mutex<Vec<SwapEvent>>,
     violations: Mutex<Vec<String>>,
+    zero_pages: Mutex<HashSet<FolioId>>,
+    pins_taken: Mutex<HashMap<FolioId, u64>>,
+    ops: Mutex<Vec<(FolioId, &'static str)>>,
 }
 
 impl MemPages {
     /// An empty recorder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Marks `f` as the shared zero page: pinning or unpinning it is a violation
+    /// (direct I/O must never take a reference on the zero page).
+    pub fn mark_zero_page(&self, f: FolioId) {
+        self.zero_pages.lock().unwrap_or_else(|e| e.into_inner()).insert(f);
+    }
+
+    /// How many pins were ever taken on `f` (one per request carrying part of it).
+    pub fn pins_taken(&self, f: FolioId) -> u64 {
+        self.pins_taken.lock().unwrap_or_else(|e| e.into_inner()).get(&f).copied().unwrap_or(0)
+    }
+
+    /// The page operations called on `f`, in order, by method name (`"start_writeback"`,
+    /// `"unlock"`, `"pin"`, ...), to check the order `mm/page_io.c` uses.
+    pub fn ops(&self, f: FolioId) -> Vec<&'static str> {
+        let ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        ops.iter().filter(|(g, _)| *g == f).map(|(_, op)| *op).collect()
+    }
+
+    fn log(&self, f: FolioId, op: &'static str) {
+        self.ops.lock().unwrap_or_else(|e| e.into_inner()).push((f, op));
+    }
+
+    fn zero_page_violation(&self, f: FolioId, what: &str) {
+        if self.zero_pages.lock().unwrap_or_else(|e| e.into_inner()).contains(&f) {
+            self.violations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(std::format!("folio {}: zero page {what}", f.0));
+        }
     }
 
     fn with(&self, f: FolioId, op: impl FnOnce(&mut PageState) -> Option<String>) {
@@ -61,7 +100,14 @@ impl MemPages {
     /// Puts a folio in the state swap-out expects: locked, dirty, reclaim set.
     pub fn prepare_write(&self, f: FolioId) {
         self.with(f, |s| {
-            *s = PageState { locked: true, dirty: true, reclaim: true, uptodate: true, pins: s.pins, ..PageState::default() };
+            *s = PageState {
+                locked: true,
+                dirty: true,
+                reclaim: true,
+                uptodate: true,
+                pins: s.pins,
+                ..PageState::default()
+            };
             None
         });
     }
@@ -106,24 +152,28 @@ impl MemPages {
 
 impl PageOps for MemPages {
     fn set_uptodate(&self, f: FolioId) {
+        self.log(f, "set_uptodate");
         self.with(f, |s| {
             s.uptodate = true;
             (!s.locked).then(|| "set uptodate while unlocked".into())
         });
     }
     fn set_dirty(&self, f: FolioId) {
+        self.log(f, "set_dirty");
         self.with(f, |s| {
             s.dirty = true;
             (!s.writeback).then(|| "redirtied outside writeback".into())
         });
     }
     fn clear_reclaim(&self, f: FolioId) {
+        self.log(f, "clear_reclaim");
         self.with(f, |s| {
             s.reclaim = false;
             None
         });
     }
     fn start_writeback(&self, f: FolioId) {
+        self.log(f, "start_writeback");
         self.with(f, |s| {
             let bad = if !s.locked {
                 Some("writeback started on an unlocked folio".into())
@@ -139,6 +189,7 @@ impl PageOps for MemPages {
         });
     }
     fn end_writeback(&self, f: FolioId) {
+        self.log(f, "end_writeback");
         self.with(f, |s| {
             let bad = (!s.writeback).then(|| "writeback ended twice or never started".into());
             s.writeback = false;
@@ -147,6 +198,7 @@ impl PageOps for MemPages {
         });
     }
     fn unlock(&self, f: FolioId) {
+        self.log(f, "unlock");
         self.with(f, |s| {
             let bad = (!s.locked).then(|| "unlocked twice".into());
             s.locked = false;
@@ -155,12 +207,17 @@ impl PageOps for MemPages {
         });
     }
     fn pin(&self, f: FolioId) {
+        self.log(f, "pin");
+        self.zero_page_violation(f, "pinned");
+        *self.pins_taken.lock().unwrap_or_else(|e| e.into_inner()).entry(f).or_default() += 1;
         self.with(f, |s| {
             s.pins += 1;
             None
         });
     }
     fn unpin(&self, f: FolioId) {
+        self.log(f, "unpin");
+        self.zero_page_violation(f, "unpinned");
         self.with(f, |s| {
             s.pins -= 1;
             (s.pins < 0).then(|| "unpinned more than pinned".into())
@@ -206,10 +263,20 @@ pub enum Action {
     /// Move the bytes like `Inline`, but answer `Queued` and leave the completion in
     /// [`MemDevice::take_queued`] for the test to deliver.
     Queue(Option<Result<u64, Errno>>),
+    /// A buggy backend: queue the completion like `Queue` (to the [`OnQueued`] hook or
+    /// [`MemDevice::take_queued`]) *and* answer `Done` with the same result. The engine
+    /// must accept only one of the two completions.
+    QueueAndDone(Option<Result<u64, Errno>>),
 }
 
 /// Decides the [`Action`] for each request.
 pub type Script = Arc<dyn Fn(&Request<'_>) -> Action + Send + Sync>;
+
+/// Receives the completion of a queued request instead of [`MemDevice::take_queued`].
+/// It runs inside `submit`, after the bytes moved and before `Queued` is returned, so it
+/// can deliver the completion *before submit returns* (the kernel's async completion
+/// racing `swap_rw`).
+pub type OnQueued = Arc<dyn Fn(RequestId, Result<u64, Errno>) + Send + Sync>;
 
 /// An in-memory swap device (device or file address space alike): a byte array that
 /// requests copy folio memory into and out of.
@@ -219,6 +286,7 @@ pub struct MemDevice {
     folios: FolioMemory,
     script: Mutex<Script>,
     queued: Mutex<Vec<(RequestId, Result<u64, Errno>)>>,
+    on_queued: Mutex<Option<OnQueued>>,
     seen: Mutex<Vec<SeenRequest>>,
 }
 
@@ -248,6 +316,7 @@ impl MemDevice {
             folios,
             script: Mutex::new(Arc::new(|_: &Request<'_>| Action::Inline(None))),
             queued: Mutex::new(Vec::new()),
+            on_queued: Mutex::new(None),
             seen: Mutex::new(Vec::new()),
         }
     }
@@ -255,6 +324,12 @@ impl MemDevice {
     /// Replaces the script.
     pub fn set_script(&self, script: Script) {
         *self.script.lock().unwrap_or_else(|e| e.into_inner()) = script;
+    }
+
+    /// Hands every later queued completion to `hook` (inside `submit`, before it returns
+    /// `Queued`) instead of keeping it for [`MemDevice::take_queued`]; `None` restores that.
+    pub fn set_on_queued(&self, hook: Option<OnQueued>) {
+        *self.on_queued.lock().unwrap_or_else(|e| e.into_inner()) = hook;
     }
 
     /// Takes the completions of queued requests, oldest first.
@@ -312,15 +387,107 @@ impl Backend for MemDevice {
         });
         let script = self.script.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let action = script(req);
-        let (Action::Inline(r) | Action::Queue(r)) = action;
+        let (Action::Inline(r) | Action::Queue(r) | Action::QueueAndDone(r)) = action;
         let result = r.unwrap_or(Ok(req.len()));
         self.transfer(req, result.unwrap_or(0).min(req.len()));
-        match action {
-            Action::Inline(_) => Submit::Done(result),
-            Action::Queue(_) => {
-                self.queued.lock().unwrap_or_else(|e| e.into_inner()).push((req.id(), result));
-                Submit::Queued
-            }
+        if matches!(action, Action::Inline(_)) {
+            return Submit::Done(result);
         }
+        let hook = self.on_queued.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match hook {
+            Some(hook) => hook(req.id(), result),
+            None => self.queued.lock().unwrap_or_else(|e| e.into_inner()).push((req.id(), result)),
+        }
+        match action {
+            Action::QueueAndDone(_) => Submit::Done(result),
+            _ => Submit::Queued,
+        }
+    }
+}
+
+/// A script that asks `plan` what to do with each request, the decisions every fault
+/// injector shares (a seed reproduces a run): a full transfer, an errno, or a short
+/// transfer. The outcome is answered inline, or queued for [`MemDevice::take_queued`]
+/// (or the [`OnQueued`] hook) when `queued` says so for the request's sequence number.
+pub fn fault_script(
+    plan: Arc<crate::fault::FaultPlan>,
+    queued: impl Fn(u64) -> bool + Send + Sync + 'static,
+) -> Script {
+    let n = std::sync::atomic::AtomicU64::new(0);
+    Arc::new(move |req: &Request<'_>| {
+        let result = match plan.next(req.len()) {
+            crate::fault::Fault::None => None,
+            crate::fault::Fault::Error(e) => Some(Err(e)),
+            crate::fault::Fault::Short(done) => Some(Ok(done)),
+        };
+        if queued(n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+            Action::Queue(result)
+        } else {
+            Action::Inline(result)
+        }
+    })
+}
+
+/// A dense device-mode map from `(pages, first physical page)` runs, in slot order:
+/// slot 0 is the first page of the first run. Consecutive runs are not merged, so a
+/// test can place an extent boundary between physically adjacent pages.
+pub fn device_map(runs: &[(u64, u64)]) -> Result<SwapMap<Vec<MapEntry>>, MapError> {
+    let mut next = 0u64;
+    let mut entries = Vec::with_capacity(runs.len());
+    for &(pages, phys) in runs {
+        entries.push(MapEntry { first_slot: next, pages, start: phys.saturating_mul(crate::PAGE_SIZE as u64) });
+        next = next.saturating_add(pages);
+    }
+    SwapMap::new(entries, IoMode::Device)
+}
+
+/// A file-mode map of `slots` slots: slot i is file page i (`swap_dev_pos`).
+pub fn file_map(slots: u64) -> Result<SwapMap<Vec<MapEntry>>, MapError> {
+    SwapMap::new(std::vec![MapEntry { first_slot: 0, pages: slots, start: 0 }], IoMode::File)
+}
+
+/// An engine over [`MemDevice`] and [`MemPages`] borrowed from a [`TestWorld`].
+pub type WorldEngine<'w> = crate::engine::Engine<Vec<MapEntry>, crate::iocb::OwnedStorage, &'w MemDevice, &'w MemPages>;
+
+/// Everything an engine test needs around the engine: folio memory, an in-memory device
+/// sharing it, and a page-state recorder. Build engines over it with [`TestWorld::engine`].
+pub struct TestWorld {
+    /// Folio contents, shared with `dev`.
+    pub mem: FolioMemory,
+    /// The scripted backend.
+    pub dev: MemDevice,
+    /// The page operations and rule checks.
+    pub pages: MemPages,
+}
+
+impl TestWorld {
+    /// A world whose device has `caps` and `device_bytes` bytes.
+    pub fn new(caps: BackendCaps, device_bytes: usize) -> Self {
+        let mem = FolioMemory::new();
+        TestWorld { dev: MemDevice::new(caps, device_bytes, mem.clone()), mem, pages: MemPages::new() }
+    }
+
+    /// An engine over `map` with owned request storage of `config`.
+    pub fn engine(
+        &self,
+        map: SwapMap<Vec<MapEntry>>,
+        config: crate::iocb::StorageConfig,
+    ) -> Result<WorldEngine<'_>, crate::engine::EngineError> {
+        crate::engine::Engine::new(map, crate::iocb::OwnedStorage::new(config), &self.dev, &self.pages)
+    }
+
+    /// Readies `folio` for swap-out: its memory filled with `fill` (one byte per page
+    /// offset by the page index, so pages differ) and its state locked, dirty, reclaim.
+    pub fn prepare_write(&self, folio: crate::page::Folio, fill: u8) {
+        let page = crate::PAGE_SIZE;
+        let data = (0..folio.pages as usize * page).map(|i| fill.wrapping_add((i / page) as u8)).collect();
+        self.mem.set(folio.id, data);
+        self.pages.prepare_write(folio.id);
+    }
+
+    /// Readies `folio` for swap-in: zeroed memory, locked, not uptodate.
+    pub fn prepare_read(&self, folio: crate::page::Folio) {
+        self.mem.set(folio.id, std::vec![0; folio.pages as usize * crate::PAGE_SIZE]);
+        self.pages.prepare_read(folio.id);
     }
 }

@@ -5,6 +5,7 @@
 //! `unsafe` lives here (in the FFI to the kernel and the drivers only), each block with
 //! a `// SAFETY:` note.
 
+pub mod check;
 pub mod direct;
 pub mod layout;
 pub mod lease;

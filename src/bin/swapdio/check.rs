@@ -1,13 +1,144 @@
-//! `swapdio check` (being built).
+//! `swapdio check PATH [--mode auto|device|file]`: a dry-run swapon.
+//!
+//! With `--mode auto` (the default) the verdict and exit status are the kernel's: what
+//! `swapon(2)` would return, the kernel's message, and the size `/proc/swaps` would
+//! show. With an explicit mode they are swapdio's own activation in that mode. Both are
+//! always printed. Exit status 0 only if the verdict is "usable".
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use swapdio::linux::check::{check, flag_names, mode_name, mode_request_name, CheckReport, Verdict};
+use swapdio::linux::layout::{dev_major_minor, FsKind};
+use swapdio::ModeRequest;
+
+/// Extents listed in text output unless `--all-extents`.
+const EXTENTS_SHOWN: usize = 16;
+
+/// Which activation the verdict is about.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
+pub enum Mode {
+    /// The kernel's own swapon (block swap); swapdio's automatic choice shown beside it.
+    #[default]
+    Auto,
+    /// swapdio device mode: O_DIRECT on the block device at mapped positions.
+    Device,
+    /// swapdio file mode: O_DIRECT on the file at `slot * PAGE_SIZE`.
+    File,
+}
 
 /// Arguments of `swapdio check`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The swap file or block device to check.
+    pub path: PathBuf,
+    /// Judge the kernel's swapon (auto) or swapdio's activation in device/file mode.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+    /// List every extent instead of the first few.
+    #[arg(long)]
+    pub all_extents: bool,
+}
+
+fn verdict_text(v: &Verdict) -> String {
+    match v {
+        Verdict::Usable(r) => format!(
+            "USABLE: {} KiB ({} pages) in {} mode; {} extent(s), span {} pages (pages {}..={})",
+            r.usable_kib(),
+            r.usable_pages,
+            mode_name(r.mode),
+            r.extents,
+            r.span_pages,
+            r.lowest_page,
+            r.highest_page
+        ),
+        Verdict::Refused(r) => {
+            let mut s = format!("REFUSED: {} ({})", r.reason, r.errno);
+            if let Some(i) = r.extent {
+                s += &format!(" at extent {i}");
+            }
+            if let Some(o) = r.offset {
+                s += &format!(", file offset {o}");
+            }
+            s
+        }
+    }
+}
+
+fn print_text(rep: &CheckReport, all_extents: bool) {
+    println!("{}", rep.path.display());
+    if let Some(l) = &rep.layout {
+        let (ma, mi) = dev_major_minor(l.device);
+        println!(
+            "  {} (block size {}), device {ma}:{mi}{}, size {} bytes, allocated {} bytes, attributes [{}]",
+            l.fs,
+            l.block_size,
+            l.device_path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default(),
+            l.file_size,
+            l.allocated_bytes,
+            l.attrs.iter_names().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
+        );
+        if !l.extent_map {
+            println!("  no FIEMAP extent map: layout is opaque (file mode only)");
+        } else {
+            let span = l.physical_span().map(|(a, b)| format!(", physical bytes {a}..{b}")).unwrap_or_default();
+            println!("  {} FIEMAP extent(s){span}", l.extents.len());
+            let shown = if all_extents { l.extents.len() } else { EXTENTS_SHOWN.min(l.extents.len()) };
+            for (i, e) in l.extents.iter().take(shown).enumerate() {
+                println!(
+                    "    #{i:<4} logical {:>12}  physical {:>14}  length {:>12}  {}",
+                    e.logical,
+                    e.physical,
+                    e.length,
+                    flag_names(e.flags).join("|")
+                );
+            }
+            if shown < l.extents.len() {
+                println!("    ... {} more (--all-extents)", l.extents.len() - shown);
+            }
+        }
+    }
+    if let Some(h) = &rep.header {
+        println!(
+            "  header: SWAPSPACE2 version {}, last_page {}{}",
+            h.version,
+            h.last_page,
+            if h.byte_swapped { " (byte-swapped)" } else { "" }
+        );
+    }
+    println!("  kernel swapon (dry run): {}", verdict_text(&rep.kernel));
+    if let Verdict::Usable(r) = &rep.kernel {
+        let l = r.lost;
+        println!(
+            "    bytes lost: {} total = {} misaligned + {} too-short runs + {} beyond header + {} file tail",
+            l.total(),
+            l.misaligned,
+            l.too_short,
+            l.beyond_header,
+            l.file_tail
+        );
+    }
+    println!("  swapdio --mode {}: {}", mode_request_name(rep.mode), verdict_text(&rep.swapdio));
+    if rep.layout.as_ref().is_some_and(|l| l.fs == FsKind::Btrfs) {
+        println!("  note: on btrfs FIEMAP gives btrfs logical addresses, not device offsets: swapdio drives btrfs in file mode only");
+    }
+}
 
 /// Runs `swapdio check`.
-pub fn run(_args: Args, _json: bool) -> ExitCode {
-    eprintln!("swapdio check: not built yet");
-    ExitCode::from(2)
+pub fn run(args: Args, json: bool) -> ExitCode {
+    let mode = match args.mode {
+        Mode::Auto => ModeRequest::Auto,
+        Mode::Device => ModeRequest::Device,
+        Mode::File => ModeRequest::File,
+    };
+    let rep = check(&args.path, mode);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rep.to_json()).unwrap_or_default());
+    } else {
+        print_text(&rep, args.all_extents);
+    }
+    if rep.primary().is_usable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -1,13 +1,1267 @@
-//! `swapdio stress` (being built).
+//! `swapdio stress` — the main job: a verified swap-out/swap-in workload on a real swap
+//! file, through the engine and the io_uring (or pread) driver.
+//!
+//! With no arguments: creates a 256 MiB swap file in the current directory, activates
+//! it (layout probe + the core's activation, the kernel's swapon arithmetic), and for
+//! 10 s mixes random and sequential (plugged) swap-outs and swap-ins. Every page written
+//! is stamped with its slot and a generation; every page read back is checked against
+//! the latest generation written to that slot, and a final pass reads back every slot
+//! ever written. A failed write leaves the page dirty (the kernel's redirty rule) and it
+//! is written again later. The file is removed afterwards, also after an error or
+//! ctrl-c. Exits non-zero on any mismatch, lost page, page-rule violation or moved extent.
 
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use swapdio::fault::{FaultConfig, FaultKinds};
+use swapdio::linux::check::mode_name;
+use swapdio::linux::direct::{Arena, DriverStats, Target};
+use swapdio::linux::layout::{probe, read_header, FileLayout};
+use swapdio::linux::lease::LayoutLease;
+use swapdio::linux::mkswap::{create_swap_file_with_progress, parse_size};
+use swapdio::linux::pread::PreadBackend;
+use swapdio::linux::uring::{DriverConfig, UringBackend};
+use swapdio::{
+    activate_owned, ActivationReport, Backend, BackendCaps, Engine, FolioId, FsContext, IoMode, MapEntry, ModeRequest,
+    OwnedStorage, PageOps, Request, StorageConfig, Submit, SwapError, SwapEvent, SwapMap, PAGE_SIZE,
+};
+
+const PAGE: usize = PAGE_SIZE;
+
+// ---- shared with `swapdio bench` ------------------------------------------------------
+
+/// `--mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Device mode when the filesystem allows it (ext4, xfs), else file mode.
+    Auto,
+    /// O_DIRECT on the block device at the mapped positions (kernel block swap).
+    Device,
+    /// O_DIRECT on the file at slot * 4096 (kernel SWP_FS_OPS).
+    File,
+}
+
+impl ModeArg {
+    pub fn request(self) -> ModeRequest {
+        match self {
+            ModeArg::Auto => ModeRequest::Auto,
+            ModeArg::Device => ModeRequest::Device,
+            ModeArg::File => ModeRequest::File,
+        }
+    }
+}
+
+/// `--driver`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DriverArg {
+    /// io_uring (falls back to pread, with a message, when io_uring is unavailable).
+    Uring,
+    /// Synchronous preadv/pwritev with O_DIRECT.
+    Pread,
+}
+
+/// Parses `10s`, `500ms`, `2m`, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 10s, 500ms, 2m"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        _ => return Err(format!("invalid duration unit {unit:?} in {s:?}: use ms, s or m")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The driver under the engine: io_uring or pread.
+pub enum Driver {
+    Uring(Arc<UringBackend>),
+    Pread(PreadBackend),
+}
+
+impl Driver {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Driver::Uring(_) => "uring",
+            Driver::Pread(_) => "pread",
+        }
+    }
+
+    pub fn stats(&self) -> DriverStats {
+        match self {
+            Driver::Uring(u) => u.stats(),
+            Driver::Pread(p) => p.stats(),
+        }
+    }
+}
+
+impl Backend for Driver {
+    fn caps(&self) -> BackendCaps {
+        match self {
+            Driver::Uring(u) => u.caps(),
+            Driver::Pread(p) => p.caps(),
+        }
+    }
+    fn submit(&self, req: &Request<'_>) -> Submit {
+        match self {
+            Driver::Uring(u) => u.submit(req),
+            Driver::Pread(p) => p.submit(req),
+        }
+    }
+}
+
+/// A small, seeded PRNG (SplitMix64): the workload is reproducible from `--seed`.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..hi` (`hi > lo`).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo).max(1)
+    }
+}
+
+/// Stops the workload on SIGINT/SIGTERM so cleanup runs (the swap file is removed).
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Installs the SIGINT/SIGTERM handler that sets [`STOP`].
+pub fn install_stop_handler() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a handler that only stores to an atomic
+        // (async-signal-safe); no SA_RESTART so blocking waits see EINTR.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// A swap file the command created: removed when dropped (error paths, ctrl-c).
+pub struct CreatedFile(pub PathBuf);
+
+impl Drop for CreatedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Creates `dir/swapdio-<what>-<pid>.swap` of `size` bytes with a progress bar.
+pub fn create_default_file(dir: &Path, what: &str, size: u64, quiet: bool) -> Result<CreatedFile, String> {
+    let path = dir.join(format!("swapdio-{what}-{}.swap", std::process::id()));
+    let guard = CreatedFile(path.clone());
+    let bar = (!quiet).then(|| {
+        let b = ProgressBar::new(size);
+        b.set_style(
+            ProgressStyle::with_template("creating {msg} [{bar:30}] {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        b.set_message(path.display().to_string());
+        b
+    });
+    let res = create_swap_file_with_progress(&path, size, &mut |done, _| {
+        if let Some(b) = &bar {
+            b.set_position(done);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    res.map_err(|e| format!("cannot create swap file: {e}"))?;
+    Ok(guard)
+}
+
+/// An activated swap file: its layout, the core's map and report, and the lease.
+pub struct Activated {
+    pub layout: FileLayout,
+    pub map: SwapMap<Vec<MapEntry>>,
+    pub report: ActivationReport,
+    pub lease: LayoutLease,
+}
+
+/// swapon for swapdio's own drivers: probe the layout (fsync + FIEMAP), read page 0,
+/// run the core's activation, record the lease.
+pub fn activate_file(path: &Path, mode: ModeRequest) -> Result<Activated, String> {
+    let layout = probe(path).map_err(|e| format!("swapon: {e}"))?;
+    let header = read_header(path).map_err(|e| format!("swapon: {e}"))?;
+    let (map, report) = activate_owned(&layout.activation_request(&header, mode))
+        .map_err(|e| format!("{}: {e} (errno {})", path.display(), e.errno().0))?;
+    let lease = LayoutLease::new(&layout, report.mode);
+    Ok(Activated { layout, map, report, lease })
+}
+
+/// Opens where the activated mode's I/O goes: the block device (device mode) or the file.
+pub fn open_target(act: &Activated) -> Result<Target, String> {
+    match act.report.mode {
+        IoMode::Device => Target::device_for(&act.layout, act.map.entries()),
+        IoMode::File => Target::file(&act.layout.path),
+    }
+    .map_err(|e| format!("cannot open the {} mode target: {e}", mode_name(act.report.mode)))
+}
+
+/// Activates `path` in `mode`. With `auto`, if device mode was chosen but the block
+/// device cannot be opened (a container without access to the disk), activates again in
+/// file mode and says so.
+pub fn activate_for_io(path: &Path, mode: ModeArg, quiet: bool) -> Result<Activated, String> {
+    let act = activate_file(path, mode.request())?;
+    if mode != ModeArg::Auto || act.report.mode != IoMode::Device {
+        return Ok(act);
+    }
+    match open_target(&act) {
+        Ok(_) => Ok(act),
+        Err(e) => {
+            if !quiet {
+                eprintln!("swapdio: {e}; using file mode (pass --mode device to insist)");
+            }
+            activate_file(path, ModeRequest::File)
+        }
+    }
+}
+
+/// Builds the driver on the activated mode's target. io_uring failing to set up falls
+/// back to pread with a message on stderr.
+pub fn make_driver(
+    kind: DriverArg,
+    act: &Activated,
+    arena: &Arc<Arena>,
+    storage: StorageConfig,
+    faults: FaultConfig,
+    quiet: bool,
+) -> Result<Driver, String> {
+    let target = || open_target(act);
+    if kind == DriverArg::Uring {
+        let config = DriverConfig { faults, ..DriverConfig::for_storage(storage) };
+        match UringBackend::new(target()?, arena.clone(), config) {
+            Ok(u) => return Ok(Driver::Uring(Arc::new(u))),
+            Err(e) => {
+                if !quiet {
+                    eprintln!(
+                        "swapdio: io_uring is unavailable ({e}); falling back to the pread driver \
+                         (check kernel.io_uring_disabled, seccomp, or pass --driver pread)"
+                    );
+                }
+            }
+        }
+    }
+    Ok(Driver::Pread(PreadBackend::new(target()?, arena.clone(), faults)))
+}
+
+/// Builds the engine over the driver and connects io_uring completions to it.
+pub fn make_engine<P: PageOps + Send + Sync + 'static>(
+    map: SwapMap<Vec<MapEntry>>,
+    storage: StorageConfig,
+    driver: Driver,
+    pages: P,
+) -> Result<Arc<Engine<Vec<MapEntry>, OwnedStorage, Driver, P>>, String> {
+    let uring = match &driver {
+        Driver::Uring(u) => Some(u.clone()),
+        Driver::Pread(_) => None,
+    };
+    let engine = Arc::new(
+        Engine::new(map, OwnedStorage::new(storage), driver, pages).map_err(|e| format!("engine setup: {e}"))?,
+    );
+    if let Some(u) = uring {
+        u.connect(&engine);
+    }
+    Ok(engine)
+}
+
+/// Latency percentile (`q` in 0..=100) of sorted samples.
+pub fn percentile(sorted: &[u32], q: usize) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = (sorted.len() * q / 100).min(sorted.len() - 1);
+    sorted[i]
+}
+
+// ---- page contents ------------------------------------------------------------------------
+
+const STAMP_MAGIC: u64 = 0x5357_4150_4449_4f00; // "SWAPDIO\0"
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The content of `slot` at generation `gen`: a header naming both, then words that
+/// depend on both and on their position (so a page from another slot, an older
+/// generation or a shifted position never matches).
+pub fn stamp(slot: u64, gen: u32, out: &mut [u8]) {
+    let seed = mix(slot ^ (u64::from(gen) << 40));
+    for (i, w) in out.chunks_exact_mut(8).enumerate() {
+        let v = match i {
+            0 => STAMP_MAGIC,
+            1 => slot,
+            2 => u64::from(gen),
+            _ => mix(seed ^ i as u64),
+        };
+        w.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn describe(page: &[u8]) -> String {
+    let word = |i: usize| u64::from_le_bytes(page[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    if word(0) == STAMP_MAGIC {
+        format!("slot {} generation {}", word(1), word(2))
+    } else if page.iter().all(|&b| b == 0) {
+        "zeros".into()
+    } else {
+        format!("unstamped bytes {:016x}", word(0))
+    }
+}
+
+// ---- page state (the MM side) ----------------------------------------------------------------
+
+const DIR_NONE: u8 = 0;
+const DIR_READ: u8 = 1;
+const DIR_WRITE: u8 = 2;
+const ST_LOCKED: u8 = 1;
+const ST_WRITEBACK: u8 = 2;
+
+/// The page state of the workload's folios (one per arena page), as the MM keeps it.
+/// Completions arrive on the driver's reaper thread; finished folios go to the workload
+/// thread over a channel.
+pub struct StressPages {
+    dir: Vec<AtomicU8>,
+    state: Vec<AtomicU8>,
+    failed: Vec<AtomicBool>,
+    uptodate: Vec<AtomicBool>,
+    pins: Vec<AtomicI32>,
+    done: Sender<u32>,
+    violations: AtomicU64,
+    write_failed: AtomicU64,
+    write_failed_transient: AtomicU64,
+    read_failed: AtomicU64,
+}
+
+impl StressPages {
+    fn new(pages: usize, done: Sender<u32>) -> StressPages {
+        StressPages {
+            dir: (0..pages).map(|_| AtomicU8::new(DIR_NONE)).collect(),
+            state: (0..pages).map(|_| AtomicU8::new(0)).collect(),
+            failed: (0..pages).map(|_| AtomicBool::new(false)).collect(),
+            uptodate: (0..pages).map(|_| AtomicBool::new(false)).collect(),
+            pins: (0..pages).map(|_| AtomicI32::new(0)).collect(),
+            done,
+            violations: AtomicU64::new(0),
+            write_failed: AtomicU64::new(0),
+            write_failed_transient: AtomicU64::new(0),
+            read_failed: AtomicU64::new(0),
+        }
+    }
+
+    fn idx(&self, f: FolioId) -> Option<usize> {
+        let i = f.0 as usize;
+        if i < self.dir.len() {
+            Some(i)
+        } else {
+            self.violation();
+            None
+        }
+    }
+
+    fn violation(&self) {
+        self.violations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Locks a folio for I/O (a dirty page for swap-out, a fresh page for swap-in).
+    fn begin(&self, p: usize, dir: u8) {
+        self.dir[p].store(dir, Ordering::Relaxed);
+        self.failed[p].store(false, Ordering::Relaxed);
+        self.uptodate[p].store(false, Ordering::Relaxed);
+        if self.state[p].swap(ST_LOCKED, Ordering::AcqRel) != 0 {
+            self.violation();
+        }
+    }
+
+    /// Undoes `begin` for a folio the engine refused (it is untouched and still locked).
+    fn abort(&self, p: usize) {
+        self.dir[p].store(DIR_NONE, Ordering::Relaxed);
+        self.state[p].store(0, Ordering::Release);
+    }
+
+    fn pins_held(&self) -> i64 {
+        self.pins.iter().map(|p| i64::from(p.load(Ordering::Relaxed))).sum()
+    }
+}
+
+impl PageOps for StressPages {
+    fn set_uptodate(&self, f: FolioId) {
+        if let Some(i) = self.idx(f) {
+            if self.state[i].load(Ordering::Acquire) & ST_LOCKED == 0 {
+                self.violation();
+            }
+            self.uptodate[i].store(true, Ordering::Release);
+        }
+    }
+    fn set_dirty(&self, f: FolioId) {
+        if let Some(i) = self.idx(f) {
+            if self.state[i].load(Ordering::Acquire) & ST_WRITEBACK == 0 {
+                self.violation();
+            }
+            self.failed[i].store(true, Ordering::Release);
+        }
+    }
+    fn clear_reclaim(&self, _f: FolioId) {}
+    fn start_writeback(&self, f: FolioId) {
+        if let Some(i) = self.idx(f) {
+            if self.state[i].fetch_or(ST_WRITEBACK, Ordering::AcqRel) != ST_LOCKED {
+                self.violation();
+            }
+        }
+    }
+    fn end_writeback(&self, f: FolioId) {
+        if let Some(i) = self.idx(f) {
+            if self.state[i].fetch_and(!ST_WRITEBACK, Ordering::AcqRel) & ST_WRITEBACK == 0 {
+                self.violation();
+            }
+            let _ = self.done.send(i as u32);
+        }
+    }
+    fn unlock(&self, f: FolioId) {
+        if let Some(i) = self.idx(f) {
+            if self.state[i].fetch_and(!ST_LOCKED, Ordering::AcqRel) & ST_LOCKED == 0 {
+                self.violation();
+            }
+            if self.dir[i].load(Ordering::Relaxed) == DIR_READ {
+                let _ = self.done.send(i as u32);
+            }
+        }
+    }
+    fn pin(&self, f: FolioId) {
+        if let Some(i) = self.idx(f) {
+            self.pins[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn unpin(&self, f: FolioId) {
+        if let Some(i) = self.idx(f) {
+            if self.pins[i].fetch_sub(1, Ordering::Relaxed) <= 0 {
+                self.violation();
+            }
+        }
+    }
+    fn event(&self, e: SwapEvent) {
+        match e {
+            SwapEvent::WriteFailed { retryable, .. } => {
+                self.write_failed.fetch_add(1, Ordering::Relaxed);
+                if retryable {
+                    self.write_failed_transient.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            SwapEvent::ReadFailed { .. } => {
+                self.read_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            SwapEvent::SwapIn { .. } | SwapEvent::SwapOut { .. } => {}
+        }
+    }
+}
+
+// ---- the workload ---------------------------------------------------------------------------
 
 /// Arguments of `swapdio stress`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Size of the swap file created in the current directory (K/M/G suffixes).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    pub size: u64,
+    /// How long the mixed workload runs (e.g. 10s, 500ms, 1m); a final pass then reads
+    /// back every slot written.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Requests in flight (the engine's request pool).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub queue_depth: u32,
+    /// I/O mode.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
+    /// Driver.
+    #[arg(long, value_enum, default_value_t = DriverArg::Uring)]
+    pub driver: DriverArg,
+    /// Driver-level fault rate per request (e.g. 0.01): EIO, EAGAIN and short transfers.
+    /// Failed writes are redirtied and written again; nothing may be lost.
+    #[arg(long, default_value_t = 0.0)]
+    pub inject_faults: f64,
+    /// Seed of the workload and of the fault plan (default: from the clock, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Use this existing swap file instead of creating one (it is not removed; its
+    /// contents are overwritten).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Directory to create the swap file in.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct SlotRec {
+    /// Generation of the last successful write (0: never written).
+    committed: u32,
+    next_gen: u32,
+    busy: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PageRec {
+    slot: u64,
+    gen: u32,
+    op: u32,
+    dir: u8,
+    verify: bool,
+}
+
+struct OpRec {
+    start: Instant,
+    remaining: u32,
+}
+
+#[derive(Default, Serialize, Clone, Copy)]
+struct Counts {
+    writes_ok: u64,
+    write_failures: u64,
+    rewrites: u64,
+    reads_ok: u64,
+    read_failures: u64,
+    mismatches: u64,
+    submit_errors: u64,
+    would_block: u64,
+}
+
+struct Work {
+    engine: Arc<Engine<Vec<MapEntry>, OwnedStorage, Driver, StressPages>>,
+    arena: Arc<Arena>,
+    rx: Receiver<u32>,
+    rng: Rng,
+    slots: Vec<SlotRec>,
+    nslots: u64,
+    pages: Vec<PageRec>,
+    free: Vec<u32>,
+    dirty: VecDeque<u32>,
+    ops: Vec<Option<OpRec>>,
+    free_ops: Vec<u32>,
+    in_flight_ops: usize,
+    qd: usize,
+    latencies: Vec<u32>,
+    counts: Counts,
+    mismatch_examples: Vec<String>,
+    buf: Vec<u8>,
+    expect: Vec<u8>,
+    /// Final pass: committed slots whose read failed, to read again.
+    reread: Vec<u64>,
+    verified: u64,
+    last_progress: Instant,
+}
+
+enum Issued {
+    Yes,
+    Blocked,
+    Nothing,
+}
+
+impl Work {
+    fn pages_ops(&self) -> &StressPages {
+        self.engine.page_ops()
+    }
+
+    fn new_op(&mut self) -> u32 {
+        let rec = Some(OpRec { start: Instant::now(), remaining: 0 });
+        match self.free_ops.pop() {
+            Some(i) => {
+                self.ops[i as usize] = rec;
+                i
+            }
+            None => {
+                self.ops.push(rec);
+                (self.ops.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Adds a page to an op; returns the arena page.
+    fn attach(&mut self, op: u32, slot: u64, gen: u32, dir: u8, verify: bool) -> Option<u32> {
+        let p = self.free.pop()?;
+        self.pages[p as usize] = PageRec { slot, gen, op, dir, verify };
+        if let Some(Some(o)) = self.ops.get_mut(op as usize) {
+            o.remaining += 1;
+        }
+        self.slots[slot as usize].busy = true;
+        Some(p)
+    }
+
+    /// Undoes `attach` for a page the engine refused (the op itself is settled by
+    /// `finish_issue`).
+    fn detach(&mut self, p: u32) {
+        let rec = self.pages[p as usize];
+        self.slots[rec.slot as usize].busy = false;
+        self.pages_ops().abort(p as usize);
+        self.free.push(p);
+        if let Some(Some(o)) = self.ops.get_mut(rec.op as usize) {
+            o.remaining = o.remaining.saturating_sub(1);
+        }
+    }
+
+    fn op_page_done(&mut self, op: u32, sample: bool) {
+        self.last_progress = Instant::now();
+        let finished = match self.ops.get_mut(op as usize) {
+            Some(Some(o)) => {
+                o.remaining = o.remaining.saturating_sub(1);
+                (o.remaining == 0).then_some(o.start)
+            }
+            _ => None,
+        };
+        if let Some(start) = finished {
+            if sample {
+                self.latencies.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+            self.ops[op as usize] = None;
+            self.free_ops.push(op);
+            self.in_flight_ops -= 1;
+        }
+    }
+
+    /// Starts an op; if no page joined it, takes it back.
+    fn finish_issue(&mut self, op: u32, queued: usize, blocked: bool) -> Issued {
+        if queued == 0 {
+            self.ops[op as usize] = None;
+            self.free_ops.push(op);
+            self.in_flight_ops -= 1;
+            return if blocked { Issued::Blocked } else { Issued::Nothing };
+        }
+        Issued::Yes
+    }
+
+    fn swap_error(&mut self, e: SwapError) -> bool {
+        match e {
+            SwapError::WouldBlock => {
+                self.counts.would_block += 1;
+                true
+            }
+            other => {
+                self.counts.submit_errors += 1;
+                if self.mismatch_examples.len() < 8 {
+                    self.mismatch_examples.push(format!("submit error: {other}"));
+                }
+                false
+            }
+        }
+    }
+
+    /// Swap-out of `count` consecutive slots from `start` (1 = a random page), plugged.
+    fn write_run(&mut self, start: u64, count: u64) -> Issued {
+        let op = self.new_op();
+        self.in_flight_ops += 1;
+        let engine = self.engine.clone();
+        let mut plug = engine.plug();
+        let mut queued = 0;
+        let mut blocked = false;
+        for slot in start..(start + count).min(self.nslots) {
+            if self.slots[slot as usize].busy {
+                break;
+            }
+            let rec = &mut self.slots[slot as usize];
+            rec.next_gen += 1;
+            let gen = rec.next_gen;
+            let Some(p) = self.attach(op, slot, gen, DIR_WRITE, false) else { break };
+            stamp(slot, gen, &mut self.buf);
+            self.arena.copy_in(p as usize, &self.buf);
+            self.pages_ops().begin(p as usize, DIR_WRITE);
+            match plug.write(swapdio::Folio::small(u64::from(p), slot), FsContext::MayEnterFs) {
+                Ok(()) => queued += 1,
+                Err(e) => {
+                    self.detach(p);
+                    blocked = self.swap_error(e);
+                    break;
+                }
+            }
+        }
+        drop(plug);
+        self.finish_issue(op, queued, blocked)
+    }
+
+    /// Writes a dirty page again (same content, same generation).
+    fn rewrite(&mut self, p: u32) -> Issued {
+        let rec = self.pages[p as usize];
+        let op = self.new_op();
+        self.in_flight_ops += 1;
+        self.pages[p as usize].op = op;
+        if let Some(Some(o)) = self.ops.get_mut(op as usize) {
+            o.remaining = 1;
+        }
+        self.pages_ops().begin(p as usize, DIR_WRITE);
+        match self.engine.write(None, swapdio::Folio::small(u64::from(p), rec.slot), FsContext::MayEnterFs) {
+            Ok(()) => {
+                self.counts.rewrites += 1;
+                Issued::Yes
+            }
+            Err(e) => {
+                self.pages_ops().abort(p as usize);
+                self.ops[op as usize] = None;
+                self.free_ops.push(op);
+                self.in_flight_ops -= 1;
+                self.dirty.push_front(p);
+                if self.swap_error(e) {
+                    Issued::Blocked
+                } else {
+                    Issued::Nothing
+                }
+            }
+        }
+    }
+
+    /// Swap-in of up to `count` consecutive written, idle slots from `start`, plugged.
+    /// Returns what happened and how many folios were queued.
+    fn read_run(&mut self, start: u64, count: u64, verify: bool) -> (Issued, u64) {
+        let op = self.new_op();
+        self.in_flight_ops += 1;
+        let engine = self.engine.clone();
+        let mut plug = engine.plug();
+        let mut queued = 0u64;
+        let mut blocked = false;
+        for slot in start..(start + count).min(self.nslots) {
+            let rec = self.slots[slot as usize];
+            if rec.busy || rec.committed == 0 {
+                break;
+            }
+            let Some(p) = self.attach(op, slot, rec.committed, DIR_READ, verify) else { break };
+            self.pages_ops().begin(p as usize, DIR_READ);
+            match plug.read(swapdio::Folio::small(u64::from(p), slot)) {
+                Ok(()) => queued += 1,
+                Err(e) => {
+                    self.detach(p);
+                    blocked = self.swap_error(e);
+                    break;
+                }
+            }
+        }
+        drop(plug);
+        (self.finish_issue(op, queued as usize, blocked), queued)
+    }
+
+    /// A random slot satisfying `ok`, if one is found in a few tries.
+    fn pick(&mut self, ok: impl Fn(&SlotRec) -> bool) -> Option<u64> {
+        (0..16).map(|_| self.rng.range(1, self.nslots)).find(|&s| ok(&self.slots[s as usize]))
+    }
+
+    /// One op of the mixed workload.
+    fn issue_one(&mut self) -> Issued {
+        if let Some(&p) = self.dirty.front() {
+            if self.rng.next() % 4 == 0 || self.free.len() < 64 {
+                self.dirty.pop_front();
+                return self.rewrite(p);
+            }
+        }
+        if self.free.len() < 32 {
+            return Issued::Blocked;
+        }
+        let roll = self.rng.next() % 100;
+        let written = |r: &SlotRec| !r.busy && r.committed > 0;
+        match roll {
+            0..=29 => match self.pick(|r| !r.busy) {
+                Some(s) => self.write_run(s, 1),
+                None => Issued::Nothing,
+            },
+            30..=49 => match self.pick(|r| !r.busy) {
+                Some(s) => {
+                    let n = self.rng.range(8, 33);
+                    self.write_run(s, n)
+                }
+                None => Issued::Nothing,
+            },
+            50..=79 => match self.pick(written) {
+                Some(s) => self.read_run(s, 1, false).0,
+                None => Issued::Nothing,
+            },
+            _ => match self.pick(written) {
+                Some(s) => {
+                    let n = self.rng.range(8, 33);
+                    self.read_run(s, n, false).0
+                }
+                None => Issued::Nothing,
+            },
+        }
+    }
+
+    /// Handles one finished folio.
+    fn complete(&mut self, p: u32) {
+        let rec = self.pages[p as usize];
+        let pi = p as usize;
+        match rec.dir {
+            DIR_WRITE => {
+                if self.pages_ops().failed[pi].load(Ordering::Acquire) {
+                    // Redirtied: the data is still only in memory; write it again later.
+                    self.counts.write_failures += 1;
+                    self.dirty.push_back(p);
+                    self.op_page_done(rec.op, true);
+                    return;
+                }
+                self.counts.writes_ok += 1;
+                let s = &mut self.slots[rec.slot as usize];
+                s.committed = rec.gen;
+                s.busy = false;
+            }
+            DIR_READ => {
+                if self.pages_ops().uptodate[pi].load(Ordering::Acquire) {
+                    self.counts.reads_ok += 1;
+                    self.arena.copy_out(pi, &mut self.buf);
+                    stamp(rec.slot, rec.gen, &mut self.expect);
+                    if self.buf != self.expect {
+                        self.counts.mismatches += 1;
+                        if self.mismatch_examples.len() < 8 {
+                            self.mismatch_examples.push(format!(
+                                "slot {}: expected generation {}, found {}",
+                                rec.slot,
+                                rec.gen,
+                                describe(&self.buf)
+                            ));
+                        }
+                    } else if rec.verify {
+                        self.verified += 1;
+                    }
+                } else {
+                    self.counts.read_failures += 1;
+                    if rec.verify {
+                        self.reread.push(rec.slot);
+                    }
+                }
+                self.slots[rec.slot as usize].busy = false;
+            }
+            _ => {}
+        }
+        self.pages_ops().dir[pi].store(DIR_NONE, Ordering::Relaxed);
+        self.free.push(p);
+        self.op_page_done(rec.op, true);
+    }
+
+    fn drain_ready(&mut self) -> usize {
+        let mut n = 0;
+        while let Ok(p) = self.rx.try_recv() {
+            self.complete(p);
+            n += 1;
+        }
+        n
+    }
+
+    fn wait_one(&mut self, timeout: Duration) -> bool {
+        match self.rx.recv_timeout(timeout) {
+            Ok(p) => {
+                self.complete(p);
+                self.drain_ready();
+                self.last_progress = Instant::now();
+                true
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => false,
+        }
+    }
+
+    /// Nothing completed for 30 s although requests are outstanding.
+    fn stalled(&self) -> bool {
+        self.in_flight_ops > 0 && self.last_progress.elapsed() > Duration::from_secs(30)
+    }
+
+    /// Waits until nothing is in flight (bounded).
+    fn drain_all(&mut self) -> bool {
+        let t = Instant::now();
+        while self.in_flight_ops > 0 {
+            if !self.wait_one(Duration::from_millis(100)) && t.elapsed() > Duration::from_secs(30) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Writes every dirty page until none is left (bounded rounds).
+    fn flush_dirty(&mut self) {
+        for _ in 0..1000 {
+            if !self.drain_all() || self.dirty.is_empty() {
+                return;
+            }
+            while let Some(p) = self.dirty.pop_front() {
+                while self.in_flight_ops >= self.qd {
+                    if !self.wait_one(Duration::from_millis(100)) && self.stalled() {
+                        self.dirty.push_front(p);
+                        return;
+                    }
+                }
+                if let Issued::Blocked = self.rewrite(p) {
+                    self.wait_one(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Reads back every slot ever written and checks it (failed reads are retried).
+    /// Returns how many slots it set out to verify (written, not dirty in memory).
+    fn final_pass(&mut self, bar: &ProgressBar) -> u64 {
+        let mut todo: Vec<u64> =
+            (1..self.nslots).filter(|&s| self.slots[s as usize].committed > 0 && !self.slots[s as usize].busy).collect();
+        let total = todo.len() as u64;
+        bar.set_length(todo.len() as u64);
+        bar.set_position(0);
+        bar.set_message("verifying every written slot");
+        for _round in 0..20 {
+            let mut i = 0;
+            while i < todo.len() {
+                if STOP.load(Ordering::Relaxed) || self.stalled() {
+                    return total;
+                }
+                self.drain_ready();
+                if self.in_flight_ops >= self.qd || self.free.len() < 32 {
+                    self.wait_one(Duration::from_millis(100));
+                    continue;
+                }
+                // A run of consecutive slots to read in one plug.
+                let start = todo[i];
+                let mut n = 1;
+                while n < 32 && i + (n as usize) < todo.len() && todo[i + n as usize] == start + n {
+                    n += 1;
+                }
+                match self.read_run(start, n, true) {
+                    (_, q) if q > 0 => i += q as usize,
+                    (Issued::Blocked, _) => {
+                        self.wait_one(Duration::from_millis(10));
+                    }
+                    // Not readable now (cannot happen once drained): retry next round.
+                    _ => {
+                        self.reread.push(start);
+                        i += 1;
+                    }
+                }
+                bar.set_position(i as u64);
+            }
+            self.drain_all();
+            if self.reread.is_empty() {
+                break;
+            }
+            todo = std::mem::take(&mut self.reread);
+            todo.sort_unstable();
+        }
+        total
+    }
+}
+
+#[derive(Serialize)]
+struct Report {
+    ok: bool,
+    file: String,
+    created: bool,
+    size_bytes: u64,
+    mode: &'static str,
+    driver: &'static str,
+    queue_depth: u32,
+    duration_s: f64,
+    seed: u64,
+    inject_faults_ppm: u32,
+    usable_pages: u64,
+    extents: u64,
+    pages_out: u64,
+    pages_in: u64,
+    pages_out_per_s: f64,
+    pages_in_per_s: f64,
+    mib_out_per_s: f64,
+    mib_in_per_s: f64,
+    latency_us_p50: u32,
+    latency_us_p99: u32,
+    latency_us_max: u32,
+    latency_samples: usize,
+    requests: u64,
+    counts: Counts,
+    errors: u64,
+    mismatches: u64,
+    mismatch_examples: Vec<String>,
+    slots_written: u64,
+    verified_pages: u64,
+    lost_pages: u64,
+    unwritten_dirty_pages: u64,
+    page_rule_violations: u64,
+    pins_leaked: i64,
+    lease: String,
+    interrupted: bool,
+    driver_stats: DriverStats,
+}
 
 /// Runs `swapdio stress`.
-pub fn run(_args: Args, _json: bool) -> ExitCode {
-    eprintln!("swapdio stress: not built yet");
-    ExitCode::from(2)
+pub fn run(args: Args, json: bool) -> ExitCode {
+    install_stop_handler();
+    match stress(&args, json) {
+        Ok(report) => {
+            print_report(&report, json);
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": false, "error": e}));
+            } else {
+                eprintln!("swapdio stress: {e}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn stress(args: &Args, json: bool) -> Result<Report, String> {
+    if !(0.0..=1.0).contains(&args.inject_faults) {
+        return Err(format!("--inject-faults {} must be between 0 and 1", args.inject_faults));
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    });
+    // The swap file: the caller's, or a fresh one removed when `_created` drops.
+    let (path, _created) = match &args.file {
+        Some(p) => (p.clone(), None),
+        None => {
+            let c = create_default_file(&args.dir, "stress", args.size, json)?;
+            (c.0.clone(), Some(c))
+        }
+    };
+    if STOP.load(Ordering::SeqCst) {
+        return Err("interrupted".into());
+    }
+    let act = activate_for_io(&path, args.mode, json)?;
+    let qd = args.queue_depth as usize;
+    let arena_pages = qd * 64 + 256;
+    let arena = Arc::new(Arena::new(arena_pages).map_err(|e| format!("cannot map {arena_pages} pages: {e}"))?);
+    let storage = StorageConfig { pool: qd, sync: 4, splits: 8 };
+    let faults = FaultConfig {
+        rate_ppm: (args.inject_faults * 1e6).round() as u32,
+        seed,
+        kinds: FaultKinds::EIO | FaultKinds::EAGAIN | FaultKinds::SHORT,
+    };
+    let driver = make_driver(args.driver, &act, &arena, storage, faults, json)?;
+    let driver_name = driver.name();
+    let (tx, rx) = channel();
+    let nslots = act.map.slots();
+    let mode = act.report.mode;
+    let engine = make_engine(act.map, storage, driver, StressPages::new(arena_pages, tx))?;
+    if !json {
+        eprintln!(
+            "swapdio stress: {} ({} usable pages, {} extent(s)), {} mode, {} driver, QD {}, {:?}, seed {}{}",
+            path.display(),
+            act.report.usable_pages,
+            act.report.extents,
+            mode_name(mode),
+            driver_name,
+            qd,
+            args.duration,
+            seed,
+            if faults.rate_ppm > 0 { format!(", faults {} ppm", faults.rate_ppm) } else { String::new() }
+        );
+    }
+    let mut w = Work {
+        engine: engine.clone(),
+        arena,
+        rx,
+        rng: Rng::new(seed),
+        slots: vec![SlotRec::default(); nslots as usize],
+        nslots,
+        pages: vec![PageRec::default(); arena_pages],
+        free: (0..arena_pages as u32).rev().collect(),
+        dirty: VecDeque::new(),
+        ops: Vec::new(),
+        free_ops: Vec::new(),
+        in_flight_ops: 0,
+        qd,
+        latencies: Vec::with_capacity(1 << 20),
+        counts: Counts::default(),
+        mismatch_examples: Vec::new(),
+        buf: vec![0; PAGE],
+        expect: vec![0; PAGE],
+        reread: Vec::new(),
+        verified: 0,
+        last_progress: Instant::now(),
+    };
+
+    let bar = if json { ProgressBar::hidden() } else { ProgressBar::new(args.duration.as_millis() as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    let deadline = start + args.duration;
+    let mut last_draw = start;
+    while Instant::now() < deadline && !STOP.load(Ordering::Relaxed) {
+        let mut progressed = w.drain_ready() > 0;
+        let mut idle_tries = 0;
+        while w.in_flight_ops < qd && idle_tries < 8 {
+            match w.issue_one() {
+                Issued::Yes => progressed = true,
+                Issued::Blocked => break,
+                // Nothing eligible for that op (e.g. no slot written yet for a read).
+                Issued::Nothing => idle_tries += 1,
+            }
+        }
+        if !progressed && !w.wait_one(Duration::from_millis(50)) && w.stalled() {
+            return Err(format!("no completion for 30 s with {} requests outstanding", w.in_flight_ops));
+        }
+        let now = Instant::now();
+        if now.duration_since(last_draw) >= Duration::from_millis(200) {
+            last_draw = now;
+            let st = engine.stats();
+            let secs = now.duration_since(start).as_secs_f64().max(1e-3);
+            bar.set_position(now.duration_since(start).as_millis() as u64);
+            bar.set_message(format!(
+                "out {:.0} pages/s, in {:.0} pages/s, mismatches {}",
+                st.pages_out as f64 / secs,
+                st.pages_in as f64 / secs,
+                w.counts.mismatches
+            ));
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let timed = engine.stats();
+    let mut latencies = std::mem::take(&mut w.latencies);
+    // Write back whatever is still dirty, then read back every slot ever written.
+    w.drain_all();
+    let mut to_verify = 0;
+    if !STOP.load(Ordering::Relaxed) {
+        bar.set_message("writing back dirty pages");
+        w.flush_dirty();
+        to_verify = w.final_pass(&bar);
+    }
+    w.drain_all();
+    bar.finish_and_clear();
+    let interrupted = STOP.load(Ordering::Relaxed);
+
+    let deactivated = {
+        let t = Instant::now();
+        loop {
+            match engine.deactivate() {
+                Ok(()) => break true,
+                Err(_) if t.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(1)),
+                Err(_) => break false,
+            }
+        }
+    };
+    let lease = match act.lease.verify() {
+        Ok(()) => "unchanged".to_string(),
+        Err(e) => format!("CHANGED: {e}"),
+    };
+    let driver_stats = engine.backend().stats();
+    let pages = engine.page_ops();
+    let violations = pages.violations.load(Ordering::Relaxed) + u64::from(!deactivated);
+    let pins_leaked = pages.pins_held();
+    let slots_written = w.slots.iter().filter(|s| s.committed > 0).count() as u64;
+    let unwritten_dirty = w.dirty.len() as u64;
+    let lost = if interrupted { 0 } else { to_verify.saturating_sub(w.verified) };
+    latencies.sort_unstable();
+    let counts = w.counts;
+    let mismatches = counts.mismatches;
+    let errors = counts.write_failures + counts.read_failures + counts.submit_errors;
+    let ok = mismatches == 0
+        && lost == 0
+        && violations == 0
+        && pins_leaked == 0
+        && lease == "unchanged"
+        && counts.submit_errors == 0
+        && !interrupted;
+    Ok(Report {
+        ok,
+        file: path.display().to_string(),
+        created: args.file.is_none(),
+        size_bytes: act.layout.file_size,
+        mode: mode_name(mode),
+        driver: driver_name,
+        queue_depth: args.queue_depth,
+        duration_s: elapsed,
+        seed,
+        inject_faults_ppm: faults.rate_ppm,
+        usable_pages: act.report.usable_pages,
+        extents: act.report.extents,
+        pages_out: timed.pages_out,
+        pages_in: timed.pages_in,
+        pages_out_per_s: timed.pages_out as f64 / elapsed,
+        pages_in_per_s: timed.pages_in as f64 / elapsed,
+        mib_out_per_s: (timed.pages_out * PAGE as u64) as f64 / elapsed / (1 << 20) as f64,
+        mib_in_per_s: (timed.pages_in * PAGE as u64) as f64 / elapsed / (1 << 20) as f64,
+        latency_us_p50: percentile(&latencies, 50),
+        latency_us_p99: percentile(&latencies, 99),
+        latency_us_max: latencies.last().copied().unwrap_or(0),
+        latency_samples: latencies.len(),
+        requests: engine.stats().requests_submitted,
+        counts,
+        errors,
+        mismatches,
+        mismatch_examples: w.mismatch_examples.clone(),
+        slots_written,
+        verified_pages: w.verified,
+        lost_pages: lost,
+        unwritten_dirty_pages: unwritten_dirty,
+        page_rule_violations: violations,
+        pins_leaked,
+        lease,
+        interrupted,
+        driver_stats,
+    })
+}
+
+fn print_report(r: &Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    println!("swapdio stress: {} mode, {} driver, QD {}, {:.1} s, seed {}", r.mode, r.driver, r.queue_depth, r.duration_s, r.seed);
+    println!("  swap file       {} ({} usable pages, {} extent(s){})", r.file, r.usable_pages, r.extents, if r.created { ", removed" } else { "" });
+    println!("  swap-out        {} pages, {:.0} pages/s ({:.1} MiB/s)", r.pages_out, r.pages_out_per_s, r.mib_out_per_s);
+    println!("  swap-in         {} pages, {:.0} pages/s ({:.1} MiB/s)", r.pages_in, r.pages_in_per_s, r.mib_in_per_s);
+    println!(
+        "  latency         p50 {} us, p99 {} us, max {} us ({} requests)",
+        r.latency_us_p50, r.latency_us_p99, r.latency_us_max, r.latency_samples
+    );
+    if r.inject_faults_ppm > 0 {
+        println!(
+            "  faults          {} injected ({} ppm): {} failed writes rewritten ({} rewrites), {} failed reads, {} resubmitted short",
+            r.driver_stats.injected,
+            r.inject_faults_ppm,
+            r.counts.write_failures,
+            r.counts.rewrites,
+            r.counts.read_failures,
+            r.driver_stats.resubmitted
+        );
+    }
+    println!("  errors          {} (write failures {}, read failures {}, submit errors {})", r.errors, r.counts.write_failures, r.counts.read_failures, r.counts.submit_errors);
+    println!("  verified        {} of {} written slots read back at the end; lost {}", r.verified_pages, r.slots_written, r.lost_pages);
+    println!("  page rules      {} violations, {} pins leaked", r.page_rule_violations, r.pins_leaked);
+    println!("  layout lease    {}", r.lease);
+    println!("  mismatches      {}", r.mismatches);
+    for m in &r.mismatch_examples {
+        println!("    {m}");
+    }
+    if r.interrupted {
+        println!("  interrupted");
+    }
+    println!("{}", if r.ok { "OK" } else { "FAILED" });
 }

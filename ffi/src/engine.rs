@@ -1,0 +1,723 @@
+//! The engine through the C ABI: memory layouts, setup in caller memory, the swap
+//! read/write/complete entry points, plugs, deactivation and statistics.
+//!
+//! Concurrency contract (the kernel's): `swapdio_complete` and the page callbacks may
+//! run on any thread at any time while requests are in flight; `swapdio_write`,
+//! `swapdio_read` and the sync variants may be called from several threads at once,
+//! each with its own plug; `swapdio_engine_fini` runs alone.
+
+use core::alloc::Layout;
+use core::ffi::{c_int, c_void};
+use core::mem::{align_of, size_of};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use swapdio::{
+    Engine, Folio, FolioId, FsContext, IoMode, MapEntry, PlugState, RequestId, RequestSlot, SplitSlot, StorageRef,
+    SwapMap,
+};
+
+use crate::callbacks::{CBackend, CPageOps};
+use crate::error::{engine_error, io_result, neg, swap_error, EALREADY, EBUSY, EFAULT, EINVAL, EOVERFLOW};
+use crate::ptr::{check_block, ref_from, slice_from};
+use crate::types::{
+    swapdio_engine, swapdio_engine_config, swapdio_folio, swapdio_fs_context, swapdio_mem_layout, swapdio_mode,
+    swapdio_plug, swapdio_run, swapdio_stats, swapdio_storage_config, SWAPDIO_FOLIO_ALL, SWAPDIO_FOLIO_ZERO_PAGE,
+};
+
+/// The concrete engine behind `swapdio_engine`: map and storage in caller memory
+/// (promised to outlive the engine, hence `'static`), C callback tables.
+type CEngine = Engine<&'static [MapEntry], StorageRef<'static>, CBackend, CPageOps>;
+
+const ENGINE_MAGIC: u64 = u64::from_be_bytes(*b"swapdioE");
+const PLUG_MAGIC: u64 = u64::from_be_bytes(*b"swapdioP");
+
+/// A block this library allocated (`swapdio_engine_new`); null when the caller owns it.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+struct HeapBlock {
+    ptr: *mut u8,
+    size: usize,
+    align: usize,
+}
+
+const NO_HEAP: HeapBlock = HeapBlock { ptr: core::ptr::null_mut(), size: 0, align: 1 };
+
+/// What lives in the engine memory.
+#[repr(C)]
+struct EngineObj {
+    magic: AtomicU64,
+    /// Engine, storage and map blocks when allocated by `swapdio_engine_new`.
+    heap: [HeapBlock; 3],
+    engine: CEngine,
+}
+
+// `swapdio_complete` and the I/O entry points share one engine across threads.
+const _: () = {
+    const fn shared<T: Sync>() {}
+    shared::<CEngine>();
+};
+
+// The opaque plug bytes hold a `PlugState`.
+const _: () = assert!(size_of::<PlugState>() <= size_of::<[u64; 8]>() && align_of::<PlugState>() <= align_of::<u64>());
+
+fn write_layout(out: *mut swapdio_mem_layout, l: Layout) -> c_int {
+    if out.is_null() {
+        return neg(EFAULT);
+    }
+    if !out.is_aligned() {
+        return neg(EINVAL);
+    }
+    // SAFETY: non-null and aligned (checked); the exported callers require `out` to be
+    // writable.
+    unsafe { out.write(swapdio_mem_layout { size: l.size(), align: l.align() }) };
+    0
+}
+
+/// Size and alignment of the memory `swapdio_engine_init` places an engine in.
+///
+/// Returns 0, `-EFAULT` if `out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_engine_layout(out: *mut swapdio_mem_layout) -> c_int {
+    write_layout(out, Layout::new::<EngineObj>())
+}
+
+/// The storage block: pool slots, then sync slots, then split trackers.
+struct StorageLayout {
+    layout: Layout,
+    sync_off: usize,
+    splits_off: usize,
+}
+
+fn storage_layout(c: &swapdio_storage_config) -> Result<StorageLayout, i32> {
+    if c.pool == 0 {
+        return Err(neg(EINVAL));
+    }
+    let over = |_| neg(EOVERFLOW);
+    let pool = Layout::array::<RequestSlot>(c.pool).map_err(over)?;
+    let (l, sync_off) = pool.extend(Layout::array::<RequestSlot>(c.sync).map_err(over)?).map_err(over)?;
+    let (l, splits_off) = l.extend(Layout::array::<SplitSlot>(c.splits).map_err(over)?).map_err(over)?;
+    Ok(StorageLayout { layout: l.pad_to_align(), sync_off, splits_off })
+}
+
+/// Size and alignment of the request storage for `config` (the kernel's `sio_pool`
+/// plus synchronous slots and split-folio trackers).
+///
+/// Returns 0, `-EFAULT` for NULL, `-EINVAL` if `config->pool` is 0, `-EOVERFLOW`.
+///
+/// # Safety
+/// `config` is NULL or valid; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_storage_layout(
+    config: *const swapdio_storage_config,
+    out: *mut swapdio_mem_layout,
+) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    let c = match unsafe { ref_from(config) } {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    match storage_layout(c) {
+        Ok(s) => write_layout(out, s.layout),
+        Err(e) => e,
+    }
+}
+
+fn mode_of(v: u32) -> Option<IoMode> {
+    match v {
+        x if x == swapdio_mode::Device as u32 => Some(IoMode::Device),
+        x if x == swapdio_mode::File as u32 => Some(IoMode::File),
+        _ => None,
+    }
+}
+
+/// Validates `cfg` and places an engine, its initialised storage and the map view in
+/// `mem`.
+///
+/// # Safety
+/// `mem` is valid for `mem_size` writable bytes; the pointers in `cfg` satisfy
+/// `swapdio_engine_init`'s contract.
+unsafe fn init_in(
+    mem: *mut u8,
+    mem_size: usize,
+    cfg: &swapdio_engine_config,
+    heap: [HeapBlock; 3],
+) -> Result<*mut swapdio_engine, i32> {
+    let l = Layout::new::<EngineObj>();
+    check_block(mem, mem_size, l.size(), l.align())?;
+    let mode = mode_of(cfg.mode).ok_or(neg(EINVAL))?;
+    if cfg.reserved != 0 || cfg.map_entries == 0 {
+        return Err(neg(EINVAL));
+    }
+    // SAFETY: the caller guarantees `map` holds `map_entries` initialised entries that
+    // stay valid and unmodified until `swapdio_engine_fini` (hence 'static here); the
+    // layouts of `swapdio_map_entry` and `MapEntry` are identical (types.rs).
+    let map: &'static [MapEntry] = unsafe { slice_from(cfg.map.cast::<MapEntry>(), cfg.map_entries) }?;
+    let map = SwapMap::new(map, mode).map_err(|_| neg(EINVAL))?;
+    // SAFETY: the caller guarantees the tables are NULL or valid for the call (they are
+    // copied).
+    let backend = unsafe { ref_from(cfg.backend) }?;
+    let backend = CBackend::new(backend, cfg.backend_ctx).ok_or(neg(EINVAL))?;
+    // SAFETY: as above.
+    let page_ops = unsafe { ref_from(cfg.page_ops) }?;
+    let page_ops = CPageOps::new(page_ops, cfg.page_ctx).ok_or(neg(EINVAL))?;
+    let sc = cfg.storage_config;
+    let sl = storage_layout(&sc)?;
+    let base = cfg.storage.cast::<u8>();
+    check_block(base, cfg.storage_size, sl.layout.size(), sl.layout.align())?;
+    // SAFETY: `base` is non-null, aligned for `RequestSlot` and `SplitSlot` (the block's
+    // alignment, checked) and holds `sl.layout.size()` bytes (checked against the
+    // caller's `storage_size`, which the caller guarantees writable and unused by any
+    // live engine until `swapdio_engine_fini`). The offsets come from `Layout::extend`,
+    // so each array is in bounds and aligned; every element is written before the slices
+    // are formed, and the slices do not overlap.
+    let storage = unsafe {
+        let pool = base.cast::<RequestSlot>();
+        let sync = base.add(sl.sync_off).cast::<RequestSlot>();
+        let splits = base.add(sl.splits_off).cast::<SplitSlot>();
+        for i in 0..sc.pool {
+            pool.add(i).write(RequestSlot::new());
+        }
+        for i in 0..sc.sync {
+            sync.add(i).write(RequestSlot::new());
+        }
+        for i in 0..sc.splits {
+            splits.add(i).write(SplitSlot::new());
+        }
+        StorageRef {
+            pool: core::slice::from_raw_parts(pool, sc.pool),
+            sync: core::slice::from_raw_parts(sync, sc.sync),
+            splits: core::slice::from_raw_parts(splits, sc.splits),
+        }
+    };
+    let engine = Engine::new(map, storage, backend, page_ops).map_err(engine_error)?;
+    let obj = mem.cast::<EngineObj>();
+    // SAFETY: `mem` is non-null, aligned for and at least as large as `EngineObj`
+    // (checked), writable by the caller's contract.
+    unsafe { obj.write(EngineObj { magic: AtomicU64::new(ENGINE_MAGIC), heap, engine }) };
+    Ok(obj.cast::<swapdio_engine>())
+}
+
+/// Sets up the engine of an activated swap area in caller memory (no allocation):
+/// `mem` sized and aligned by `swapdio_engine_layout`, `cfg->storage` by
+/// `swapdio_storage_layout(&cfg->storage_config)`, `cfg->map` from `swapdio_activate`.
+/// The request reserve is fixed from now on: nothing on the I/O path allocates (the
+/// kernel's `sio_pool_init` at swapon).
+///
+/// Returns 0 and sets `*out`, or: `-EFAULT` for a NULL pointer, `-EINVAL` for a
+/// misaligned or too small block, an unknown mode, an invalid map, an empty pool, a
+/// missing callback, unknown capability bits or capabilities that cannot drive the mode;
+/// `-EBUSY` if the storage is in use. `*out` is NULL on failure.
+///
+/// # Safety
+/// `mem` holds `mem_size` writable bytes and `cfg->storage` holds `cfg->storage_size`
+/// writable bytes, neither used by a live engine; `cfg->map` holds `cfg->map_entries`
+/// entries. All three stay valid and untouched until `swapdio_engine_fini` returns 0.
+/// The callbacks are valid, thread-safe functions for as long.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_engine_init(
+    mem: *mut c_void,
+    mem_size: usize,
+    cfg: *const swapdio_engine_config,
+    out: *mut *mut swapdio_engine,
+) -> c_int {
+    if out.is_null() {
+        return neg(EFAULT);
+    }
+    if !out.is_aligned() {
+        return neg(EINVAL);
+    }
+    // SAFETY: `out` is non-null, aligned and writable by the contract.
+    unsafe { out.write(core::ptr::null_mut()) };
+    // SAFETY: forwarded from this function's contract.
+    let cfg = match unsafe { ref_from(cfg) } {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    // SAFETY: forwarded from this function's contract.
+    match unsafe { init_in(mem.cast::<u8>(), mem_size, cfg, [NO_HEAP; 3]) } {
+        Ok(e) => {
+            // SAFETY: as above.
+            unsafe { out.write(e) };
+            0
+        }
+        Err(e) => e,
+    }
+}
+
+/// The engine object behind a C handle.
+///
+/// # Safety
+/// `e` is NULL or was returned by `swapdio_engine_init`/`swapdio_engine_new` and not
+/// yet finished with `swapdio_engine_fini`.
+unsafe fn obj<'a>(e: *const swapdio_engine) -> Result<&'a EngineObj, i32> {
+    // SAFETY: forwarded from this function's contract.
+    let o = unsafe { ref_from(e.cast::<EngineObj>()) }?;
+    if o.magic.load(Ordering::Acquire) != ENGINE_MAGIC {
+        return Err(neg(EINVAL));
+    }
+    Ok(o)
+}
+
+/// Runs `f` on the engine, returning its code, or the handle's error code.
+///
+/// # Safety
+/// As [`obj`].
+unsafe fn with_engine(e: *const swapdio_engine, f: impl FnOnce(&CEngine) -> i32) -> c_int {
+    // SAFETY: forwarded.
+    match unsafe { obj(e) } {
+        Ok(o) => f(&o.engine),
+        Err(code) => code,
+    }
+}
+
+/// Stops new I/O and ends the engine once every request is released (swapoff). With
+/// requests still held or in flight it returns `-EBUSY` and the engine stays usable
+/// for completions: call again after they arrive. On 0 the engine, storage and map
+/// memory belong to the caller again (or are freed, for `swapdio_engine_new`).
+///
+/// Returns 0, `-EBUSY`, `-EFAULT` for NULL, `-EINVAL` for a handle already finished.
+///
+/// # Safety
+/// `engine` is NULL or a live handle; no other call on it runs concurrently.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_engine_fini(engine: *mut swapdio_engine) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    let o = match unsafe { obj(engine) } {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    if o.engine.deactivate().is_err() {
+        return neg(EBUSY);
+    }
+    if o.magic.compare_exchange(ENGINE_MAGIC, 0, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return neg(EINVAL);
+    }
+    let heap = o.heap;
+    let p = engine.cast::<EngineObj>();
+    // SAFETY: `p` is the live engine object (magic checked and now cleared so no other
+    // call uses it); nothing borrows it past this point.
+    unsafe { core::ptr::drop_in_place(core::ptr::addr_of_mut!((*p).engine)) };
+    #[cfg(feature = "std")]
+    for b in heap.iter().rev() {
+        if !b.ptr.is_null() {
+            // SAFETY: the block was allocated by `swapdio_engine_new` with this exact
+            // layout, and nothing refers to it any more (the engine was dropped).
+            unsafe { std::alloc::dealloc(b.ptr, Layout::from_size_align_unchecked(b.size, b.align)) };
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    let _ = heap;
+    0
+}
+
+/// Allocates an engine, its storage and a copy of the map (feature `std`), then sets
+/// it up as `swapdio_engine_init` does; `cfg->storage` and `cfg->storage_size` are
+/// ignored. Free with `swapdio_engine_fini`.
+///
+/// Returns 0 and sets `*out`, `-ENOMEM`, or `swapdio_engine_init`'s errors.
+///
+/// # Safety
+/// As `swapdio_engine_init` for `cfg->map` (read only during the call) and the tables.
+#[cfg(feature = "std")]
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_engine_new(cfg: *const swapdio_engine_config, out: *mut *mut swapdio_engine) -> c_int {
+    use crate::error::ENOMEM;
+    if out.is_null() {
+        return neg(EFAULT);
+    }
+    if !out.is_aligned() {
+        return neg(EINVAL);
+    }
+    // SAFETY: `out` is non-null, aligned and writable by the contract.
+    unsafe { out.write(core::ptr::null_mut()) };
+    // SAFETY: forwarded from this function's contract.
+    let cfg = match unsafe { ref_from(cfg) } {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    // SAFETY: forwarded: `map` holds `map_entries` entries.
+    let map = match unsafe { slice_from(cfg.map, cfg.map_entries) } {
+        Ok(m) if !m.is_empty() => m,
+        Ok(_) => return neg(EINVAL),
+        Err(e) => return e,
+    };
+    let storage = match storage_layout(&cfg.storage_config) {
+        Ok(s) => s.layout,
+        Err(e) => return e,
+    };
+    let Ok(map_layout) = Layout::array::<MapEntry>(map.len()) else {
+        return neg(EOVERFLOW);
+    };
+    let engine_layout = Layout::new::<EngineObj>();
+    let mut blocks = [NO_HEAP; 3];
+    for (b, l) in blocks.iter_mut().zip([engine_layout, storage, map_layout]) {
+        // SAFETY: every layout has a non-zero size (an engine object, a pool of at least
+        // one request, at least one map entry).
+        let ptr = unsafe { std::alloc::alloc(l) };
+        *b = HeapBlock { ptr, size: l.size(), align: l.align() };
+    }
+    let free = |blocks: &[HeapBlock; 3]| {
+        for b in blocks.iter().filter(|b| !b.ptr.is_null()) {
+            // SAFETY: allocated above with this layout and not handed out.
+            unsafe { std::alloc::dealloc(b.ptr, Layout::from_size_align_unchecked(b.size, b.align)) };
+        }
+    };
+    let [eb, sb, mb] = blocks;
+    if eb.ptr.is_null() || sb.ptr.is_null() || mb.ptr.is_null() {
+        free(&blocks);
+        return neg(ENOMEM);
+    }
+    // SAFETY: `mb` holds `map.len()` entries (its layout), does not overlap `map`.
+    unsafe { core::ptr::copy_nonoverlapping(map.as_ptr(), mb.ptr.cast(), map.len()) };
+    let heap_cfg = swapdio_engine_config { map: mb.ptr.cast(), storage: sb.ptr.cast(), storage_size: sb.size, ..*cfg };
+    // SAFETY: the blocks are fresh allocations of the right layouts, owned by the engine
+    // until `swapdio_engine_fini` frees them; the tables are the caller's (contract).
+    match unsafe { init_in(eb.ptr, eb.size, &heap_cfg, blocks) } {
+        Ok(e) => {
+            // SAFETY: as above.
+            unsafe { out.write(e) };
+            0
+        }
+        Err(e) => {
+            free(&blocks);
+            e
+        }
+    }
+}
+
+/// Looks up where a slot lives in the engine's map, O(log n) (O(1) for sequential
+/// slots).
+///
+/// Returns 0, `-EINVAL` for a slot outside the map, `-EFAULT` for NULL.
+///
+/// # Safety
+/// `engine` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_engine_lookup(
+    engine: *const swapdio_engine,
+    slot: u64,
+    out: *mut swapdio_run,
+) -> c_int {
+    if out.is_null() {
+        return neg(EFAULT);
+    }
+    if !out.is_aligned() {
+        return neg(EINVAL);
+    }
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        with_engine(engine, |e| match e.map().lookup(slot) {
+            Ok(r) => {
+                // SAFETY: `out` is non-null, aligned and writable (contract).
+                out.write(swapdio_run { pos: r.pos, pages: r.pages });
+                0
+            }
+            Err(_) => neg(EINVAL),
+        })
+    }
+}
+
+/// Starts a plug (`blk_start_plug`): folios written or read with it are batched into
+/// requests of up to `SWAPDIO_MAX_SEGMENTS` adjacent folios, submitted when the next
+/// folio is not adjacent, when full, or at `swapdio_plug_finish`.
+///
+/// Returns 0, `-EFAULT` for NULL, `-EINVAL` if misaligned, `-EBUSY` for a started plug
+/// that still holds an unsubmitted batch (finish it first: restarting would strand its
+/// requests and block swapoff).
+///
+/// # Safety
+/// `plug` is NULL or writable memory (uninitialised is fine).
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_plug_start(plug: *mut swapdio_plug) -> c_int {
+    if plug.is_null() {
+        return neg(EFAULT);
+    }
+    if !plug.is_aligned() {
+        return neg(EINVAL);
+    }
+    // SAFETY: non-null and aligned; `plug_state` reads the opaque state only behind the
+    // magic that `swapdio_plug_start` writes.
+    if let Ok(state) = unsafe { plug_state(plug) } {
+        if state.held_folios() > 0 {
+            return neg(EBUSY);
+        }
+    }
+    // SAFETY: non-null and aligned (checked), writable (contract); the opaque bytes are
+    // large and aligned enough for a `PlugState` (asserted above).
+    unsafe {
+        core::ptr::addr_of_mut!((*plug).opaque).cast::<PlugState>().write(PlugState::new());
+        core::ptr::addr_of_mut!((*plug).magic).write(PLUG_MAGIC);
+    }
+    0
+}
+
+/// The plug state of a started plug.
+///
+/// # Safety
+/// `plug` is NULL or a valid plug that nothing else accesses for `'a`.
+unsafe fn plug_state<'a>(plug: *mut swapdio_plug) -> Result<&'a mut PlugState, i32> {
+    if plug.is_null() {
+        return Err(neg(EFAULT));
+    }
+    if !plug.is_aligned() {
+        return Err(neg(EINVAL));
+    }
+    // SAFETY: non-null, aligned; readable by the contract.
+    if unsafe { core::ptr::addr_of!((*plug).magic).read() } != PLUG_MAGIC {
+        return Err(neg(EINVAL));
+    }
+    // SAFETY: the magic says `swapdio_plug_start` wrote a `PlugState` here and only
+    // this library changed it since; access is exclusive by the contract.
+    Ok(unsafe { &mut *core::ptr::addr_of_mut!((*plug).opaque).cast::<PlugState>() })
+}
+
+/// Submits the plug's held batch, if any (`swap_write_unplug`, `swap_read_unplug`,
+/// `blk_finish_plug`). The plug may be used again with the same engine.
+///
+/// Returns 0, `-EFAULT` for NULL, `-EINVAL` for a plug not started or started with
+/// another engine.
+///
+/// # Safety
+/// `engine` is NULL or a live handle; `plug` is NULL or a plug owned by this thread.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_plug_finish(engine: *const swapdio_engine, plug: *mut swapdio_plug) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        with_engine(engine, |e| match plug_state(plug) {
+            Ok(p) => e.finish_plug(p).map_or_else(swap_error, |()| 0),
+            Err(code) => code,
+        })
+    }
+}
+
+fn folio_of(f: &swapdio_folio) -> Result<Folio, i32> {
+    if f.flags & !SWAPDIO_FOLIO_ALL != 0 {
+        return Err(neg(EINVAL));
+    }
+    Ok(Folio { id: FolioId(f.id), slot: f.slot, pages: f.pages, zero_page: f.flags & SWAPDIO_FOLIO_ZERO_PAGE != 0 })
+}
+
+fn fs_of(v: u32) -> Result<FsContext, i32> {
+    match v {
+        x if x == swapdio_fs_context::MayEnterFs as u32 => Ok(FsContext::MayEnterFs),
+        x if x == swapdio_fs_context::NoFs as u32 => Ok(FsContext::NoFs),
+        _ => Err(neg(EINVAL)),
+    }
+}
+
+/// Decodes the common arguments of the I/O entry points.
+///
+/// # Safety
+/// `folio` is NULL or valid; `plug` is NULL or a plug owned by this thread.
+unsafe fn io_args<'a>(
+    folio: *const swapdio_folio,
+    plug: *mut swapdio_plug,
+) -> Result<(Folio, Option<&'a mut PlugState>), i32> {
+    // SAFETY: forwarded.
+    let folio = folio_of(unsafe { ref_from(folio) }?)?;
+    let plug = if plug.is_null() {
+        None
+    } else {
+        // SAFETY: forwarded.
+        Some(unsafe { plug_state(plug) }?)
+    };
+    Ok((folio, plug))
+}
+
+/// Swap-out of a locked, dirty folio (`swap_writepage`). With `plug` NULL the request
+/// is submitted at once.
+///
+/// On 0 the engine owns the write: it counted `SWAPDIO_EVENT_KIND_SWAP_OUT`, started
+/// writeback, unlocked the folio, pinned it, and queued or submitted it; completion ends
+/// writeback (redirtying and clearing reclaim on failure). On error the folio is
+/// untouched, still locked and dirty: `-EINVAL` (bad folio, slot 0 or outside the map,
+/// unknown flag or `fs` value, deactivated, foreign plug), `-ENOBUFS` (no free request:
+/// any held batch was submitted, retry after a completion), `-EDEADLK` (a `NOFS` context
+/// for a backend that enters the filesystem), `-ERANGE` (too fragmented), `-EFAULT`.
+///
+/// # Safety
+/// `engine` is NULL or a live handle; `folio` is NULL or valid; `plug` is NULL or a
+/// plug owned by this thread.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_write(
+    engine: *const swapdio_engine,
+    plug: *mut swapdio_plug,
+    folio: *const swapdio_folio,
+    fs: u32,
+) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        with_engine(engine, |e| {
+            let fs = match fs_of(fs) {
+                Ok(fs) => fs,
+                Err(code) => return code,
+            };
+            match io_args(folio, plug) {
+                Ok((f, p)) => e.write(p, f, fs).map_or_else(swap_error, |()| 0),
+                Err(code) => code,
+            }
+        })
+    }
+}
+
+/// Swap-in into a locked, not uptodate folio (`swap_read_folio`). On 0, completion
+/// marks it uptodate and unlocks it, or unlocks it without uptodate on failure. Errors
+/// as `swapdio_write` (a zero-page folio is `-EINVAL`); the folio is untouched and
+/// still locked.
+///
+/// # Safety
+/// As `swapdio_write`.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_read(
+    engine: *const swapdio_engine,
+    plug: *mut swapdio_plug,
+    folio: *const swapdio_folio,
+) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        with_engine(engine, |e| match io_args(folio, plug) {
+            Ok((f, p)) => e.read(p, f).map_or_else(swap_error, |()| 0),
+            Err(code) => code,
+        })
+    }
+}
+
+/// The wait callback of the synchronous entry points.
+pub type swapdio_wait_fn = Option<unsafe extern "C" fn(ctx: *mut c_void)>;
+
+fn waiter(wait: swapdio_wait_fn, ctx: *mut c_void) -> impl FnMut() {
+    move || {
+        if let Some(w) = wait {
+            // SAFETY: `w` is a valid function by the sync entry points' contract.
+            unsafe { w(ctx) }
+        }
+    }
+}
+
+/// Synchronous swap-out (`WB_SYNC_ALL`, `REQ_SYNC`): submits from a sync slot, calls
+/// `wait(wait_ctx)` (may be NULL: spin) until the request completes, and returns its
+/// outcome: 0, the I/O error (`-EIO` for short transfers), or `swapdio_write`'s errors.
+/// The page actions are those of an async write.
+///
+/// # Safety
+/// As `swapdio_write`; `wait` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_write_sync(
+    engine: *const swapdio_engine,
+    folio: *const swapdio_folio,
+    fs: u32,
+    wait: swapdio_wait_fn,
+    wait_ctx: *mut c_void,
+) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        with_engine(engine, |e| {
+            let fs = match fs_of(fs) {
+                Ok(fs) => fs,
+                Err(code) => return code,
+            };
+            match io_args(folio, core::ptr::null_mut()) {
+                Ok((f, _)) => e.write_sync(f, fs, waiter(wait, wait_ctx)).map_or_else(swap_error, |()| 0),
+                Err(code) => code,
+            }
+        })
+    }
+}
+
+/// Synchronous swap-in (`swap_read_folio` with `SWP_SYNCHRONOUS_IO`); see
+/// `swapdio_write_sync`.
+///
+/// # Safety
+/// As `swapdio_write_sync`.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_read_sync(
+    engine: *const swapdio_engine,
+    folio: *const swapdio_folio,
+    wait: swapdio_wait_fn,
+    wait_ctx: *mut c_void,
+) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        with_engine(engine, |e| match io_args(folio, core::ptr::null_mut()) {
+            Ok((f, _)) => e.read_sync(f, waiter(wait, wait_ctx)).map_or_else(swap_error, |()| 0),
+            Err(code) => code,
+        })
+    }
+}
+
+/// The completion entry point (`ki_complete` / `sio_write_complete` /
+/// `sio_read_complete`): `result` is the bytes transferred (>= 0) or a negative errno
+/// (values below `-4095` and `SWAPDIO_QUEUED` count as `-EIO`). Callable from any
+/// thread, also before the backend's `submit` has returned. Exactly one completion per
+/// request is accepted.
+///
+/// Returns 0, `-EALREADY` for a request not in flight (double or stale completion:
+/// nothing is done), `-EINVAL` for an id that names no request slot, `-EFAULT` for NULL.
+///
+/// # Safety
+/// `engine` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_complete(engine: *const swapdio_engine, request_id: u64, result: i64) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        with_engine(engine, |e| match e.complete(RequestId::from_u64(request_id), io_result(result)) {
+            Ok(()) => 0,
+            Err(swapdio::CompleteError::NotInFlight { .. }) => neg(EALREADY),
+            Err(swapdio::CompleteError::UnknownRequest(_)) => neg(EINVAL),
+        })
+    }
+}
+
+/// Stops new I/O (later writes and reads fail with `-EINVAL`) and reports whether every
+/// request has been released (swapoff's drain). Call again after completions.
+///
+/// Returns 0 once drained, `-EBUSY` while requests are held or in flight, `-EFAULT`.
+///
+/// # Safety
+/// `engine` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_deactivate(engine: *const swapdio_engine) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { with_engine(engine, |e| e.deactivate().map_or_else(swap_error, |()| 0)) }
+}
+
+/// Counters since activation and the pool's state.
+///
+/// Returns 0, `-EFAULT` for NULL.
+///
+/// # Safety
+/// `engine` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_engine_stats(engine: *const swapdio_engine, out: *mut swapdio_stats) -> c_int {
+    if out.is_null() {
+        return neg(EFAULT);
+    }
+    if !out.is_aligned() {
+        return neg(EINVAL);
+    }
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        with_engine(engine, |e| {
+            let s = e.stats();
+            let st = swapdio_stats {
+                requests_submitted: s.requests_submitted,
+                requests_completed: s.requests_completed,
+                pages_out: s.pages_out,
+                pages_in: s.pages_in,
+                write_failures: s.write_failures,
+                read_failures: s.read_failures,
+                short_transfers: s.short_transfers,
+                would_block: s.would_block,
+                rejected_completions: s.rejected_completions,
+                in_flight: e.in_flight() as u64,
+                pool_free: e.pool_free() as u64,
+            };
+            // SAFETY: `out` is non-null, aligned and writable (contract).
+            out.write(st);
+            0
+        })
+    }
+}

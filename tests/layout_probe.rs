@@ -1,0 +1,152 @@
+//! The extent reporter, the layout lease and the `check`/`mkswap` commands on real files
+//! (no root needed). The kernel comparison itself is in `kernel_diff.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use swapdio::linux::check::{check, Verdict};
+use swapdio::linux::layout::{probe, FsKind, LayoutError};
+use swapdio::linux::lease::{LayoutChange, LayoutLease};
+use swapdio::linux::mkswap::create_swap_file;
+use swapdio::{Errno, IoMode, ModeRequest, PAGE_SIZE};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+/// A scratch directory next to the build output (a disk filesystem, unlike a tmpfs /tmp),
+/// removed on drop.
+struct Scratch(PathBuf);
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let base = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let p = base.join(format!("swapdio-layout-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("scratch dir");
+        Scratch(p)
+    }
+}
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn on_tmpfs(p: &Path) -> bool {
+    matches!(probe(p), Err(LayoutError::NoExtentMap { fs: FsKind::Tmpfs, .. }))
+}
+
+#[test]
+fn probe_maps_a_mkswap_file_completely_and_swapon_would_take_it_all() {
+    let s = Scratch::new("probe");
+    let p = s.0.join("swap");
+    create_swap_file(&p, 256 * PAGE).unwrap();
+    if on_tmpfs(&p) {
+        println!("SKIP: scratch directory is on tmpfs (no FIEMAP)");
+        return;
+    }
+    let l = probe(&p).unwrap();
+    assert_eq!(l.file_size, 256 * PAGE);
+    assert!(l.extent_map);
+    // FIEMAP covers [0, size) without a gap, every extent written (mkswap writes zeros).
+    let mut pos = 0;
+    for e in &l.extents {
+        assert_eq!(e.logical, pos, "gap before {e:?}");
+        assert!(e.flags.is_empty() || l.fs == FsKind::Btrfs, "{e:?}");
+        assert_eq!(e.device, l.device);
+        pos += e.length;
+    }
+    assert!(pos >= l.file_size);
+    let rep = check(&p, ModeRequest::Auto);
+    match &rep.kernel {
+        // Header page excluded; every other page usable unless the fs block is < 4 KiB.
+        Verdict::Usable(r) => assert!(r.usable_pages <= 255 && r.usable_pages + r.lost.total() / PAGE >= 255, "{r:?}"),
+        v => panic!("refused: {v:?}"),
+    }
+}
+
+#[test]
+fn lease_detects_truncate_and_replacement_but_not_a_reprobe() {
+    let s = Scratch::new("lease");
+    let p = s.0.join("swap");
+    create_swap_file(&p, 64 * PAGE).unwrap();
+    if on_tmpfs(&p) {
+        println!("SKIP: scratch directory is on tmpfs (no FIEMAP)");
+        return;
+    }
+    let lease = LayoutLease::new(&probe(&p).unwrap(), IoMode::Device);
+    lease.verify().expect("nothing changed");
+
+    std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(32 * PAGE).unwrap();
+    let err = lease.verify().unwrap_err();
+    assert!(
+        matches!(err.change(), Some(LayoutChange::Size { before, after }) if *before == 64 * PAGE && *after == 32 * PAGE),
+        "{err}"
+    );
+
+    let q = s.0.join("other");
+    create_swap_file(&q, 64 * PAGE).unwrap();
+    std::fs::rename(&q, &p).unwrap();
+    let err = lease.verify().unwrap_err();
+    assert!(matches!(err.change(), Some(LayoutChange::Replaced { .. })), "{err}");
+}
+
+#[test]
+fn tmpfs_file_is_refused_saying_there_is_no_extent_map() {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        println!("SKIP: no /dev/shm");
+        return;
+    }
+    let p = shm.join(format!("swapdio-tmpfs-{}", std::process::id()));
+    let _ = create_swap_file(&p, 16 * PAGE);
+    let is_tmpfs = on_tmpfs(&p);
+    let rep = check(&p, ModeRequest::Auto);
+    let _ = std::fs::remove_file(&p);
+    if !is_tmpfs {
+        println!("SKIP: /dev/shm is not tmpfs here");
+        return;
+    }
+    match rep.kernel {
+        Verdict::Refused(r) => {
+            assert_eq!(r.errno, Errno::EINVAL);
+            assert!(r.reason.contains("no FIEMAP"), "{}", r.reason);
+        }
+        v => panic!("tmpfs accepted: {v:?}"),
+    }
+}
+
+#[test]
+fn directory_is_not_swappable_einval() {
+    let s = Scratch::new("dir");
+    let err = probe(&s.0).unwrap_err();
+    assert!(matches!(err, LayoutError::NotSwappable { .. }), "{err}");
+    assert_eq!(err.errno(), Errno::EINVAL);
+}
+
+#[test]
+fn cli_check_exit_status_is_zero_only_when_usable() {
+    let s = Scratch::new("cli");
+    let bin = env!("CARGO_BIN_EXE_swapdio");
+    let good = s.0.join("good");
+    let out = Command::new(bin).args(["mkswap", "--size", "64K"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if on_tmpfs(&good) {
+        println!("SKIP: scratch directory is on tmpfs");
+        return;
+    }
+    let out = Command::new(bin).args(["--json", "check"]).arg(&good).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["usable"], true);
+    assert_eq!(v["verdict"]["usable_kib"], 60);
+
+    let bad = s.0.join("bad");
+    std::fs::write(&bad, vec![0u8; 8 * PAGE_SIZE]).unwrap();
+    let out = Command::new(bin).args(["--json", "check"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"]["reason"], "Unable to find swap-space signature");
+    assert_eq!(v["verdict"]["errno"], 22);
+
+    let out = Command::new(bin).args(["mkswap", "--size", "10000"]).arg(s.0.join("odd")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a multiple of the page size"));
+}
