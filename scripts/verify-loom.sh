@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Runs the loom models (tests/loom_*.rs), then proves each can fail: every deliberately
 # broken variant (`--cfg swapdio_broken="..."`, see src/pool.rs and src/engine.rs) is
-# built and run against the model that must catch it, and the run must FAIL with a
-# model panic (not a build error).
+# built (SWAPDIO_BROKEN_VARIANT, read by build.rs; equivalent to
+# RUSTFLAGS="--cfg loom --cfg swapdio_broken=\"<name>\"") and run against the model that
+# must catch it, and the run must FAIL with a model panic (not a build error).
 #
 #   scripts/verify-loom.sh            # models at their default bounds + broken variants
 #   scripts/verify-loom.sh models     # models only
 #   scripts/verify-loom.sh broken     # broken variants only
 #
 # LOOM_MAX_PREEMPTIONS overrides every model's default bound (refcount 3, others 2).
-# Build dirs: $CARGO_TARGET_DIR (default /work/target-loom) and one "-broken" sibling.
+# Build dir: $CARGO_TARGET_DIR (default /work/target-loom). The broken builds reuse it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -39,11 +40,14 @@ if [ "$what" = all ] || [ "$what" = broken ]; then
   for vm in "${broken[@]}"; do
     v="${vm%%:*}" m="${vm##*:}"
     echo "== broken variant $v must be caught by $m"
-    flags="--cfg loom --cfg swapdio_broken=\"$v\""
+    # build.rs turns SWAPDIO_BROKEN_VARIANT into `--cfg swapdio_broken="$v"` for this crate
+    # only, so the dependencies built for the models are reused.
     # Build first: a build failure must not count as "caught".
-    RUSTFLAGS="$flags" CARGO_TARGET_DIR="$target-broken" cargo test --release -q "${features[@]}" --test "$m" --no-run
+    SWAPDIO_BROKEN_VARIANT="$v" RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$target" \
+      cargo test --release -q "${features[@]}" --test "$m" --no-run
     set +e
-    out=$(RUSTFLAGS="$flags" CARGO_TARGET_DIR="$target-broken" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" \
+    out=$(SWAPDIO_BROKEN_VARIANT="$v" RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$target" \
+      LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" \
       cargo test --release -q "${features[@]}" --test "$m" -- --test-threads 1 2>&1)
     rc=$?
     set -e

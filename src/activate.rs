@@ -348,8 +348,7 @@ fn check_extent(e: &ExtentReport, mode: IoMode, req: &ActivationRequest<'_>) -> 
     match mode {
         IoMode::Device if e.device != req.main_device => Err(Refusal::OutsideMainDevice),
         IoMode::File
-            if f.contains(ExtentFlags::UNWRITTEN)
-                && !req.caps.contains(BackendCaps::UNWRITTEN_SAFE_IN_FILE_MODE) =>
+            if f.contains(ExtentFlags::UNWRITTEN) && !req.caps.contains(BackendCaps::UNWRITTEN_SAFE_IN_FILE_MODE) =>
         {
             Err(Refusal::UnwrittenInFileMode)
         }
@@ -396,7 +395,10 @@ pub fn activate_into(
             let mut pos = 0u64; // next logical byte the walk expects
             let mut acc: Option<Acc> = None;
             for (i, e) in extents.iter().enumerate() {
-                if e.length == 0 || e.logical.checked_add(e.length).is_none() || e.physical.checked_add(e.length).is_none() {
+                if e.length == 0
+                    || e.logical.checked_add(e.length).is_none()
+                    || e.physical.checked_add(e.length).is_none()
+                {
                     return Err(ActivationError::at(Refusal::InvalidExtent, i, e.logical));
                 }
                 if e.logical < pos {

@@ -38,9 +38,8 @@ impl BackendCaps {
     pub const DEVICE_IO: BackendCaps = BackendCaps::DIO_READ.union(BackendCaps::DIO_WRITE);
 
     /// A local block filesystem driven through its block device (ext4, xfs, btrfs NOCOW).
-    pub const BLOCK_DEVICE: BackendCaps = BackendCaps::DEVICE_IO
-        .union(BackendCaps::OVERWRITE_IN_PLACE)
-        .union(BackendCaps::STABLE_ON_COMPLETE);
+    pub const BLOCK_DEVICE: BackendCaps =
+        BackendCaps::DEVICE_IO.union(BackendCaps::OVERWRITE_IN_PLACE).union(BackendCaps::STABLE_ON_COMPLETE);
 }
 
 bitflags::bitflags! {
@@ -129,11 +128,7 @@ impl CapsRefusal {
 /// `zonefs_swap_activate` and `f2fs_swap_activate`, then replaces the kernel's
 /// `noop_direct_IO` test with explicit capability bits. Extent-level rules (holes,
 /// shared and unwritten extents) are checked by activation once the mode is known.
-pub fn choose_mode(
-    caps: BackendCaps,
-    attrs: FileAttrs,
-    request: ModeRequest,
-) -> Result<IoMode, CapsRefusal> {
+pub fn choose_mode(caps: BackendCaps, attrs: FileAttrs, request: ModeRequest) -> Result<IoMode, CapsRefusal> {
     if attrs.contains(FileAttrs::COMPRESSED) {
         return Err(CapsRefusal::Compressed);
     }
@@ -176,9 +171,8 @@ pub const fn writes_enter_fs(mode: IoMode, caps: BackendCaps) -> bool {
 mod tests {
     use super::*;
 
-    const FS_FILE: BackendCaps = BackendCaps::SWAP_RW
-        .union(BackendCaps::OVERWRITE_IN_PLACE)
-        .union(BackendCaps::STABLE_ON_COMPLETE);
+    const FS_FILE: BackendCaps =
+        BackendCaps::SWAP_RW.union(BackendCaps::OVERWRITE_IN_PLACE).union(BackendCaps::STABLE_ON_COMPLETE);
 
     #[test]
     fn auto_prefers_device_mode_when_direct_io_both_ways() {
@@ -190,10 +184,7 @@ mod tests {
     fn direct_read_without_direct_write_is_not_device_mode() {
         let caps = FS_FILE | BackendCaps::DIO_READ;
         assert_eq!(choose_mode(caps, FileAttrs::empty(), ModeRequest::Auto), Ok(IoMode::File));
-        assert_eq!(
-            choose_mode(caps, FileAttrs::empty(), ModeRequest::Device),
-            Err(CapsRefusal::DeviceModeUnsupported)
-        );
+        assert_eq!(choose_mode(caps, FileAttrs::empty(), ModeRequest::Device), Err(CapsRefusal::DeviceModeUnsupported));
     }
 
     #[test]
@@ -206,10 +197,7 @@ mod tests {
     #[test]
     fn file_mode_requires_stable_completion() {
         let caps = BackendCaps::SWAP_RW | BackendCaps::OVERWRITE_IN_PLACE;
-        assert_eq!(
-            choose_mode(caps, FileAttrs::empty(), ModeRequest::Auto),
-            Err(CapsRefusal::NotStableOnComplete)
-        );
+        assert_eq!(choose_mode(caps, FileAttrs::empty(), ModeRequest::Auto), Err(CapsRefusal::NotStableOnComplete));
     }
 
     #[test]

@@ -443,7 +443,13 @@ where
         SwapError::WouldBlock
     }
 
-    fn queue(&self, plug: Option<&mut PlugState>, dir: Direction, folio: Folio, fs: FsContext) -> Result<(), SwapError> {
+    fn queue(
+        &self,
+        plug: Option<&mut PlugState>,
+        dir: Direction,
+        folio: Folio,
+        fs: FsContext,
+    ) -> Result<(), SwapError> {
         let run = self.check(dir, &folio, fs)?;
         let mut local = PlugState::new();
         let unplugged = plug.is_none();
@@ -511,7 +517,16 @@ where
     /// Hands a built request to the backend with two references (submitter, completion).
     /// The caller drops the submitter's reference with `pool::put`.
     #[allow(clippy::too_many_arguments)]
-    fn submit(&self, slot: &RequestSlot, id: RequestId, dir: Direction, pos: u64, len: u64, nr: usize, flags: ReqFlags) {
+    fn submit(
+        &self,
+        slot: &RequestSlot,
+        id: RequestId,
+        dir: Direction,
+        pos: u64,
+        len: u64,
+        nr: usize,
+        flags: ReqFlags,
+    ) {
         slot.pos.store(pos, Ordering::Relaxed);
         slot.len.store(len, Ordering::Relaxed);
         slot.result.store(0, Ordering::Relaxed);
@@ -601,7 +616,16 @@ where
         let parts = self.count_parts(&folio, run)?;
         let table = self.storage.sync();
         let base = self.storage.pool().len();
-        let head = self.submit_parts(table, base, &self.sync_hint, dir, &folio, parts, ReqFlags::SWAP | ReqFlags::SYNC, false)?;
+        let head = self.submit_parts(
+            table,
+            base,
+            &self.sync_hint,
+            dir,
+            &folio,
+            parts,
+            ReqFlags::SWAP | ReqFlags::SYNC,
+            false,
+        )?;
         let mut failure = None;
         for (_, slot) in pool::chain(table, head) {
             // Our reference is the last one once the completion has dropped its own.

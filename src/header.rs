@@ -226,7 +226,10 @@ mod tests {
     #[test]
     fn header_shorter_than_a_page_is_an_error_not_a_panic() {
         assert_eq!(SwapHeader::parse(&[0u8; 100]), Err(HeaderError::ShortBuffer(100)));
-        assert_eq!(SwapHeader::new(4, [0; 16], [0; 16]).unwrap().write(&mut [0u8; 8]), Err(HeaderError::ShortBuffer(8)));
+        assert_eq!(
+            SwapHeader::new(4, [0; 16], [0; 16]).unwrap().write(&mut [0u8; 8]),
+            Err(HeaderError::ShortBuffer(8))
+        );
     }
 
     #[test]
@@ -259,7 +262,10 @@ mod tests {
         let h = SwapHeader::parse(&page_for(10)).unwrap();
         assert_eq!(h.validate(9 * PAGE_SIZE as u64, HeaderLimits::default()), Err(HeaderError::ShorterThanSignature));
         // A partial trailing page does not count.
-        assert_eq!(h.validate(10 * PAGE_SIZE as u64 - 1, HeaderLimits::default()), Err(HeaderError::ShorterThanSignature));
+        assert_eq!(
+            h.validate(10 * PAGE_SIZE as u64 - 1, HeaderLimits::default()),
+            Err(HeaderError::ShorterThanSignature)
+        );
         // A file longer than the header is fine: the header caps the area.
         assert_eq!(h.validate(100 * PAGE_SIZE as u64, HeaderLimits::default()), Ok(10));
     }

@@ -142,11 +142,8 @@ impl RequestSlot {
         let s = self.segs.get(i)?;
         let span = s.span.load(Ordering::Relaxed);
         let meta = s.meta.load(Ordering::Relaxed);
-        let seg = Segment {
-            folio: FolioId(s.folio.load(Ordering::Relaxed)),
-            offset: (span >> 32) as u32,
-            len: span as u32,
-        };
+        let seg =
+            Segment { folio: FolioId(s.folio.load(Ordering::Relaxed)), offset: (span >> 32) as u32, len: span as u32 };
         let group = (meta >> 1).checked_sub(1);
         Some((seg, meta & META_ZERO_PAGE != 0, group))
     }

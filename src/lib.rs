@@ -30,6 +30,9 @@ pub mod fault;
 pub mod fault_backend;
 pub mod header;
 pub mod iocb;
+#[cfg(all(feature = "linux", target_os = "linux"))]
+#[allow(unsafe_code)]
+pub mod linux;
 pub mod map;
 pub mod page;
 pub mod plug;
@@ -37,9 +40,6 @@ mod pool;
 mod sync;
 #[cfg(feature = "std")]
 pub mod testkit;
-#[cfg(all(feature = "linux", target_os = "linux"))]
-#[allow(unsafe_code)]
-pub mod linux;
 
 /// The README's examples, compiled and run as doctests so they cannot drift from the code.
 #[cfg(all(doctest, feature = "std"))]
@@ -64,7 +64,9 @@ pub use errno::Errno;
 pub use header::{HeaderError, HeaderLimits, SwapHeader};
 #[cfg(feature = "alloc")]
 pub use iocb::OwnedStorage;
-pub use iocb::{ReqFlags, Request, RequestId, RequestSlot, Segment, SplitSlot, Storage, StorageConfig, StorageRef, MAX_SEGMENTS};
+pub use iocb::{
+    ReqFlags, Request, RequestId, RequestSlot, Segment, SplitSlot, Storage, StorageConfig, StorageRef, MAX_SEGMENTS,
+};
 pub use map::{MapEntry, MapError, Run, SwapMap};
 pub use page::{Direction, Folio, FolioId, FsContext, IoFailure, PageOps, SwapEvent, MAX_FOLIO_PAGES};
 pub use plug::{Plug, PlugState};

@@ -5,12 +5,13 @@
 //! array sorted by first slot (slots are dense, so the array is sorted by construction),
 //! searches it in O(log n) behind a last-hit cursor, and answers a miss with an error.
 //!
-//! With feature `alloc`, [`SwapMap::new`] also builds a slot-bucket index (about one
-//! `u32` per extent, built once at activation): bucket `slot >> shift` names the
-//! range of entries that can hold the slot, so a random lookup reads one index word and
-//! searches a handful of entries instead of walking `log2(n)` cache misses down the
-//! whole array. The entries stay the flat sorted array; without `alloc` the search
-//! covers the whole array.
+//! With feature `alloc`, [`SwapMap::new`] also builds a slot-bucket index (one to four
+//! `u32` per extent, typically two; built once at activation, never on the I/O path):
+//! bucket `slot >> shift` names the range of entries that can hold the slot, so a random
+//! lookup reads one index word and searches one to three entries instead of walking
+//! `log2(n)` cache misses down the whole array. The entries stay the flat sorted array
+//! and the search stays a binary search (O(log n) even when one bucket holds many
+//! small extents); without `alloc` the search covers the whole array.
 
 use crate::caps::IoMode;
 use crate::sync::{AtomicUsize, Ordering};
@@ -94,7 +95,8 @@ impl<S: AsRef<[MapEntry]>> core::fmt::Debug for SwapMap<S> {
 
 /// Slot buckets → entry ranges: `first[b]` is the index of the entry holding slot
 /// `b << shift`; the entry holding any slot of bucket `b` lies in `first[b]..=first[b + 1]`.
-/// Empty (no index) when the entries do not fit `u32` indexes.
+/// Empty (no index, whole-array search) for maps of one or two entries and for maps
+/// whose entry indexes do not fit `u32`.
 #[cfg(feature = "alloc")]
 struct BucketIndex {
     first: alloc::vec::Vec<u32>,
@@ -103,13 +105,14 @@ struct BucketIndex {
 
 #[cfg(feature = "alloc")]
 impl BucketIndex {
-    /// About one bucket per entry (a power of two at least as large as the entry count).
+    /// One to four buckets per entry: the bucket size is the smallest power of two
+    /// that keeps the bucket count at most twice the next power of two of the entry count.
     fn build(entries: &[MapEntry], slots: u64) -> BucketIndex {
         let n = entries.len();
         if n <= 2 || u32::try_from(n).is_err() {
             return BucketIndex { first: alloc::vec::Vec::new(), shift: 0 };
         }
-        let want = (n as u64).next_power_of_two();
+        let want = (n as u64).next_power_of_two() << 1;
         let mut shift = 0u32;
         while (slots - 1) >> shift >= want {
             shift += 1;

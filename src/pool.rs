@@ -36,11 +36,7 @@ pub(crate) fn claim(slots: &[RequestSlot], hint: &AtomicUsize) -> Option<(usize,
             return Some((i, gen));
         }
         #[cfg(not(swapdio_broken = "pool_double_handout"))]
-        if slot
-            .state
-            .compare_exchange(cur, state(gen, PHASE_BUILDING), Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
+        if slot.state.compare_exchange(cur, state(gen, PHASE_BUILDING), Ordering::Acquire, Ordering::Relaxed).is_ok() {
             hint.store(i + 1, Ordering::Relaxed);
             return Some((i, gen));
         }

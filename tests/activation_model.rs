@@ -6,7 +6,8 @@
 
 use proptest::prelude::*;
 use swapdio::testkit::reference::{
-    activate_reference, check_against_reference, expand_map, header_page, ReferenceRefusal,
+    activate_reference, check_against_reference, check_file_mode_against_reference, expand_map, header_page,
+    ReferenceRefusal,
 };
 use swapdio::*;
 
@@ -55,7 +56,7 @@ fn last_page_for(file_size: u64, selector: u8, random: u32) -> u32 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     /// `activate_owned` equals the reference model: the map expanded slot by slot,
     /// usable pages, extents, span, lowest/highest page, lost bytes by cause, and the
@@ -89,6 +90,23 @@ proptest! {
             }
             prop_assert_eq!(model.pages.len() as u64, report.slots);
         }
+    }
+
+    /// File mode on the same random layouts: the header and hole rules of device mode,
+    /// then the identity map of every slot the header allows, nothing trimmed.
+    #[test]
+    fn file_mode_activation_equals_reference_model_on_random_extent_lists(
+        g in prop_oneof![Just(1u64), Just(1024u64), Just(4096u64)],
+        specs in prop::collection::vec((1u64..48, any::<bool>(), 0u64..4096, any::<bool>(), 0u8..24), 1..14),
+        trim in 0u64..(3 * 4096),
+        extend in prop::bool::weighted(0.1),
+        selector in 0u8..10,
+        random in any::<u32>(),
+    ) {
+        let (extents, end) = build(g, &specs);
+        let file_size = file_size_for(end, trim, extend);
+        let last_page = last_page_for(file_size, selector, random);
+        prop_assert_eq!(check_file_mode_against_reference(&extents, file_size, last_page), Ok(()));
     }
 
     /// Physically adjacent extents accumulate whatever their logical offsets, so an

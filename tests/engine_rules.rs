@@ -43,6 +43,17 @@ fn deliver(w: &TestWorld, e: &WorldEngine<'_>) -> usize {
     q.len()
 }
 
+/// Removes the device's on-queued hook when dropped, which drops the channel sender
+/// it holds and so ends the completer thread even when an assertion fails inside a
+/// `thread::scope` (which joins its threads before propagating the panic).
+struct Unhook<'a>(&'a MemDevice);
+
+impl Drop for Unhook<'_> {
+    fn drop(&mut self) {
+        self.0.set_on_queued(None);
+    }
+}
+
 fn assert_clean(w: &TestWorld) {
     assert_eq!(w.pages.violations(), Vec::<String>::new());
     assert_eq!(w.pages.pins_held(), 0, "pins still held");
@@ -169,6 +180,7 @@ fn completion_before_submit_returns_completes_and_releases_exactly_once() {
         ack_rx.lock().unwrap().recv().unwrap();
     })));
     let completed = std::thread::scope(|s| {
+        let unhook = Unhook(&w.dev);
         let engine = &e;
         let completer = s.spawn(move || {
             let mut n = 0;
@@ -188,6 +200,12 @@ fn completion_before_submit_returns_completes_and_releases_exactly_once() {
             e.write(None, f, MAY).unwrap();
             assert_eq!(write_state(&w, f.id), WROTE);
             assert_eq!(e.in_flight(), 0);
+            // Unplugged read of it: uptodate and unlocked before `read` returned.
+            let back = Folio::small(50 + round, 1 + round);
+            w.prepare_read(back);
+            e.read(None, back).unwrap();
+            assert_eq!(read_state(&w, back.id), READ_OK);
+            assert_eq!(w.mem.get(back.id), w.mem.get(f.id));
             // A plugged batch of three.
             {
                 let mut plug = e.plug();
@@ -215,13 +233,13 @@ fn completion_before_submit_returns_completes_and_releases_exactly_once() {
             assert_eq!(w.mem.get(rf.id), w.mem.get(big.id));
             assert_eq!(e.in_flight(), 0);
         }
-        w.dev.set_on_queued(None); // drops the sender: the completer ends
+        drop(unhook); // drops the sender: the completer ends
         completer.join().unwrap()
     });
-    // Per round: 1 + 1 + 2 + 1 + 2 requests.
-    assert_eq!(completed, 3 * 7);
+    // Per round: write, read, batch, 2 split parts, sync write, 2 sync read parts.
+    assert_eq!(completed, 3 * 8);
     let st = e.stats();
-    assert_eq!((st.requests_submitted, st.requests_completed, st.rejected_completions), (21, 21, 21));
+    assert_eq!((st.requests_submitted, st.requests_completed, st.rejected_completions), (24, 24, 24));
     assert_eq!(e.pool_free(), 4);
     assert_clean(&w);
 }
@@ -451,7 +469,8 @@ fn pool_exhaustion_submits_held_batch_then_would_block_with_folio_untouched() {
     let f = Folio::small(4, 20);
     w.prepare_write(f, 1);
     assert_eq!(e.write(Some(&mut plug), f, MAY), Err(SwapError::WouldBlock));
-    assert_eq!(SwapError::WouldBlock.errno(), Errno::EAGAIN);
+    // "Not started, folio untouched" is told apart from a transient I/O failure.
+    assert_ne!(SwapError::WouldBlock.errno(), SwapError::Io(IoFailure::Errno(Errno::EAGAIN)).errno());
     // The held batch went out first; the folio was not touched.
     assert_eq!((w.dev.seen().len(), plug.held_folios()), (2, 0));
     assert_eq!(write_state(&w, f.id), UNTOUCHED_WRITE);
@@ -510,7 +529,7 @@ fn sync_write_and_read_carry_sync_flag_wait_and_return_the_result() {
     w.prepare_read(r);
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let completer = s.spawn(|| {
             while !done.load(Ordering::Acquire) {
                 for (id, res) in w.dev.take_queued() {
                     e.complete(id, res).unwrap();
@@ -519,6 +538,7 @@ fn sync_write_and_read_carry_sync_flag_wait_and_return_the_result() {
             }
         });
         let got = e.read_sync(r, || {
+            assert!(!completer.is_finished(), "the completer thread died");
             waits.fetch_add(1, Ordering::Relaxed);
             std::thread::yield_now();
         });
@@ -1153,6 +1173,7 @@ fn done_after_the_backend_already_completed_is_refused() {
         ack_rx.lock().unwrap().recv().unwrap();
     })));
     std::thread::scope(|s| {
+        let _unhook = Unhook(&w.dev);
         let engine = &e;
         s.spawn(move || {
             for (id, r) in rx {
@@ -1166,7 +1187,6 @@ fn done_after_the_backend_already_completed_is_refused() {
         let s2 = Folio::small(2, 2);
         w.prepare_write(s2, 1);
         assert_eq!(e.write_sync(s2, MAY, || {}), Err(SwapError::Io(IoFailure::Errno(Errno::EAGAIN))));
-        w.dev.set_on_queued(None);
     });
     assert_eq!(write_failures(&w).len(), 2, "each folio failed once");
     assert_eq!(write_state(&w, FolioId(1)), WRITE_FAILED);
@@ -1336,4 +1356,55 @@ proptest::proptest! {
         proptest::prop_assert!(w.dev.seen().iter().all(|r| r.flags.contains(ReqFlags::SWAP)));
         proptest::prop_assert_eq!(e.deactivate(), Ok(()));
     }
+}
+
+// ---- concurrency --------------------------------------------------------------------------
+
+/// The pool hands each request to one submitter: two threads writing through one engine
+/// (with requests completed inline and from a third thread) never share a request, so
+/// every folio completes exactly once.
+#[test]
+fn concurrent_submitters_never_share_a_request() {
+    let w = world();
+    let e = w.engine(linear(520), cfg(2, 2, 1)).unwrap();
+    script(&w, |r: &Request<'_>| if r.pos() / P % 3 == 0 { Action::Queue(None) } else { Action::Inline(None) });
+    let per_thread = 3000u64;
+    let finished = AtomicUsize::new(0);
+    // A request handed out twice is never freed: fail instead of spinning forever.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let alive = || assert!(std::time::Instant::now() < deadline, "stuck: a request was lost or handed out twice");
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (w, e, finished, alive) = (&w, &e, &finished, &alive);
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    let f = Folio::small(1 + t * per_thread + i, 1 + t * 256 + i % 255);
+                    w.pages.prepare_write(f.id);
+                    loop {
+                        match e.write(None, f, MAY) {
+                            Err(SwapError::WouldBlock) => {
+                                alive();
+                                std::thread::yield_now()
+                            }
+                            other => break other.unwrap(),
+                        }
+                    }
+                }
+                finished.fetch_add(1, Ordering::Release);
+            });
+        }
+        s.spawn(|| {
+            while finished.load(Ordering::Acquire) < 2 || e.in_flight() != 0 {
+                alive();
+                deliver(&w, &e);
+                std::thread::yield_now();
+            }
+        });
+    });
+    for id in 1..=2 * per_thread {
+        assert_eq!(write_state(&w, FolioId(id)), WROTE, "folio {id}");
+    }
+    let st = e.stats();
+    assert_eq!((st.requests_submitted, st.requests_completed, st.rejected_completions), (6000, 6000, 0));
+    assert_clean(&w);
 }

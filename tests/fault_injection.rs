@@ -191,7 +191,8 @@ impl Run<'_> {
                         let got = self.mem.get(f).expect("folio memory");
                         for (i, page) in got.chunks(PAGE).enumerate() {
                             if page != expect[i] {
-                                self.mismatches.push(format!("slot {}: uptodate read returned stale data", slot + i as u64));
+                                self.mismatches
+                                    .push(format!("slot {}: uptodate read returned stale data", slot + i as u64));
                             }
                         }
                         self.counts.reads_ok += 1;
@@ -347,7 +348,9 @@ impl Run<'_> {
                     self.read(s, n, mode);
                 }
             }
-            14..=15 => self.rewrite_one_dirty(),
+            14..=15 => {
+                self.rewrite_one_dirty();
+            }
             16 => {
                 self.engine.finish_plug(&mut self.plug).expect("own plug");
                 self.reap();
@@ -441,7 +444,8 @@ fn run(seed: u64, ops: usize) -> (FaultStats, Counts) {
     }
     r.drain();
     r.verify_all();
-    assert_eq!(r.mismatches, Vec::<String>::new(), "seed {seed}: data mismatches");
+    let n = r.mismatches.len();
+    assert_eq!(n, 0, "seed {seed}: {n} data mismatches, first: {:?}", &r.mismatches[..n.min(10)]);
     assert_eq!(pages.violations(), Vec::<String>::new(), "seed {seed}: page rules broken");
     assert_eq!(pages.pins_held(), 0, "seed {seed}: pins balanced");
     assert_eq!(engine.in_flight(), 0, "seed {seed}: every request released");

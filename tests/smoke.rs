@@ -1,3 +1,4 @@
+//! End-to-end smoke test: activation, plugged writes, a large folio split across extents, sync read.
 use swapdio::testkit::*;
 use swapdio::*;
 
@@ -12,7 +13,13 @@ fn smoke_write_read_roundtrip() {
     let hdr = header(64);
     let ext = [
         ExtentReport { logical: 0, physical: 1 << 20, length: 32 * 4096, flags: ExtentFlags::empty(), device: 7 },
-        ExtentReport { logical: 32 * 4096, physical: 8 << 20, length: 32 * 4096, flags: ExtentFlags::UNWRITTEN, device: 7 },
+        ExtentReport {
+            logical: 32 * 4096,
+            physical: 8 << 20,
+            length: 32 * 4096,
+            flags: ExtentFlags::UNWRITTEN,
+            device: 7,
+        },
     ];
     let req = ActivationRequest::new(&hdr, 64 * 4096, Layout::Extents(&ext), 7, BackendCaps::BLOCK_DEVICE);
     let (map, report) = activate_owned(&req).unwrap();
@@ -46,7 +53,7 @@ fn smoke_write_read_roundtrip() {
     let f = FolioId(2000);
     pages.prepare_read(f);
     mem.set(f, vec![0; 4 * 4096]);
-    engine.read_sync(Folio::large(2000, 30, 4), || std::thread::yield_now()).unwrap();
+    engine.read_sync(Folio::large(2000, 30, 4), std::thread::yield_now).unwrap();
     assert_eq!(mem.get(f).unwrap(), mem.get(FolioId(100)).unwrap());
     assert_eq!(pages.violations(), Vec::<String>::new());
     assert_eq!(pages.pins_held(), 0);

@@ -11,6 +11,7 @@
 //! `n`, and a folio of `k` pages covers pages `n..n + k`. A request segment
 //! `(folio, offset, len)` is the bytes `n * PAGE_SIZE + offset ..` of the arena.
 
+use super::layout::FileLayout;
 use crate::caps::{BackendCaps, IoMode};
 use crate::errno::Errno;
 use crate::fault::{Fault, FaultPlan};
@@ -18,14 +19,13 @@ use crate::iocb::{Request, MAX_SEGMENTS};
 use crate::map::MapEntry;
 use crate::page::FolioId;
 use crate::PAGE_SIZE;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use super::layout::FileLayout;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Largest buffer io_uring registers in one iovec (the kernel's `SZ_1G` limit in
 /// `io_buffer_validate`); larger arenas are registered as several buffers.
@@ -53,7 +53,10 @@ impl Arena {
     /// Maps `pages` zeroed, page-aligned pages (populated up front so the first I/O does
     /// not fault them in).
     pub fn new(pages: usize) -> io::Result<Arena> {
-        let len = pages.checked_mul(PAGE_SIZE).filter(|&l| l > 0).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let len = pages
+            .checked_mul(PAGE_SIZE)
+            .filter(|&l| l > 0)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         // SAFETY: an anonymous private mapping at a kernel-chosen address; no existing
         // memory is affected. The result is checked for MAP_FAILED.
         let p = unsafe {
@@ -288,7 +291,10 @@ impl Target {
     pub fn device(node: &Path, fence: Fence) -> io::Result<Target> {
         let file = open_direct(node, true)?;
         if !file.metadata()?.file_type().is_block_device() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a block device", node.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a block device", node.display()),
+            ));
         }
         Ok(Target::Device { file, path: node.to_path_buf(), fence })
     }
@@ -395,7 +401,10 @@ impl IoVecs {
                 continue;
             }
             if let Some(o) = out.iov.get_mut(out.nr) {
-                *o = libc::iovec { iov_base: (v.iov_base as usize + skip) as *mut libc::c_void, iov_len: v.iov_len - skip };
+                *o = libc::iovec {
+                    iov_base: (v.iov_base as usize + skip) as *mut libc::c_void,
+                    iov_len: v.iov_len - skip,
+                };
                 out.nr += 1;
             }
             skip = 0;
@@ -480,7 +489,12 @@ impl DriverCounters {
 /// Applies the fault plan's decision for the next request to a driver result, as the
 /// device would have failed it: the engine sees the fault like a real CQE error or
 /// short transfer (its per-segment accounting and redirty rules then apply).
-pub fn inject_fault(plan: &FaultPlan, counters: &DriverCounters, len: u64, result: Result<u64, Errno>) -> Result<u64, Errno> {
+pub fn inject_fault(
+    plan: &FaultPlan,
+    counters: &DriverCounters,
+    len: u64,
+    result: Result<u64, Errno>,
+) -> Result<u64, Errno> {
     match plan.next(len) {
         Fault::None => result,
         Fault::Error(e) => {

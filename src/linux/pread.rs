@@ -33,7 +33,13 @@ impl PreadBackend {
     /// A driver on `target` moving folios of `arena`, injecting `faults`.
     pub fn new(target: Target, arena: Arc<Arena>, faults: FaultConfig) -> PreadBackend {
         let align = u64::from(dio_alignment(target.handle()));
-        PreadBackend { target, arena, align, faults: FaultPlan::new(faults), counters: Arc::new(DriverCounters::default()) }
+        PreadBackend {
+            target,
+            arena,
+            align,
+            faults: FaultPlan::new(faults),
+            counters: Arc::new(DriverCounters::default()),
+        }
     }
 
     /// The driver's counters.

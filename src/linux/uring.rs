@@ -28,8 +28,8 @@ use crate::map::MapEntry;
 use crate::page::{Direction, PageOps};
 use io_uring::{opcode, squeue, types, IoUring};
 use std::io;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
@@ -88,6 +88,15 @@ impl DriverConfig {
 const INTERNAL: u64 = 1 << 63;
 const CANCEL_TAG: u64 = INTERNAL | 1;
 const WAKE_TAG: u64 = INTERNAL | 2;
+/// The reaper's read of its wake-up eventfd.
+const DOORBELL_TAG: u64 = INTERNAL | 3;
+/// Reaper states (`Inner::reaper`): running, waiting in the kernel, or waiting with a
+/// wake-up already rung.
+const REAPER_AWAKE: u8 = 0;
+const REAPER_ASLEEP: u8 = 1;
+const REAPER_RUNG: u8 = 2;
+/// The reaper re-checks its state at least this often even without a wake-up.
+const REAPER_TICK: Duration = Duration::from_millis(50);
 /// No request in flight in a slot.
 const IDLE: u64 = u64::MAX;
 /// Completion queue entries kept free for the driver's own operations.
@@ -137,6 +146,19 @@ struct Inner {
     room_cv: Condvar,
     waiters: AtomicUsize,
     closing: AtomicBool,
+    /// [`REAPER_AWAKE`], [`REAPER_ASLEEP`] or [`REAPER_RUNG`]. An awake reaper submits
+    /// whatever is queued before it waits again; an asleep one is woken through
+    /// `doorbell`. Producers never enter the kernel themselves (except to make room in a
+    /// full submission queue), so every request's completion work runs on the reaper,
+    /// like fio's single thread: no completion is bounced between threads.
+    reaper: AtomicU8,
+    /// An eventfd the reaper keeps a read of in the ring: writing it wakes the reaper
+    /// out of its wait so it submits the queued entries.
+    doorbell: OwnedFd,
+    /// Where the doorbell read lands (the reaper's only buffer; the count is ignored).
+    doorbell_buf: Box<AtomicU64>,
+    /// Open [`SubmitHold`]s: while any is open, producers queue SQEs without entering.
+    holds: AtomicUsize,
     sink: OnceLock<Weak<dyn CompletionSink>>,
     faults: FaultPlan,
     counters: Arc<DriverCounters>,
@@ -172,6 +194,13 @@ impl UringBackend {
         let fixed_file =
             config.register_files && ring.submitter().register_files(&[target.handle().as_raw_fd()]).is_ok();
         let align = u64::from(super::direct::dio_alignment(target.handle()));
+        // SAFETY: plain eventfd(2); the descriptor is checked and owned right away.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `efd` is a fresh descriptor nothing else owns.
+        let doorbell = unsafe { OwnedFd::from_raw_fd(efd) };
         let slots = (0..config.requests)
             .map(|_| Slot { user_data: AtomicU64::new(IDLE), op: Mutex::new(Op::default()) })
             .collect();
@@ -192,6 +221,10 @@ impl UringBackend {
             room_cv: Condvar::new(),
             waiters: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
+            reaper: AtomicU8::new(REAPER_AWAKE),
+            doorbell,
+            doorbell_buf: Box::new(AtomicU64::new(0)),
+            holds: AtomicUsize::new(0),
             sink: OnceLock::new(),
             faults: FaultPlan::new(config.faults),
             counters: Arc::new(DriverCounters::default()),
@@ -254,6 +287,30 @@ impl UringBackend {
         self.inner.push(&e).inspect_err(|_| {
             self.inner.internal.fetch_sub(1, Ordering::AcqRel);
         })
+    }
+}
+
+/// A batch of submissions entered into the kernel together when the hold is dropped:
+/// the block layer's plug (`blk_start_plug` / `blk_finish_plug`) below the engine's own
+/// swap plug. Requests queued while it is open may wait until it is dropped (or until
+/// the reaper's next wait), so drop it before waiting for their completions.
+pub struct SubmitHold<'a> {
+    inner: &'a Inner,
+}
+
+impl Drop for SubmitHold<'_> {
+    fn drop(&mut self) {
+        if self.inner.holds.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.kick();
+        }
+    }
+}
+
+impl UringBackend {
+    /// Opens a [`SubmitHold`]: submissions until it drops cost one `io_uring_enter`.
+    pub fn hold(&self) -> SubmitHold<'_> {
+        self.inner.holds.fetch_add(1, Ordering::AcqRel);
+        SubmitHold { inner: &self.inner }
     }
 }
 
@@ -333,9 +390,11 @@ impl Inner {
                     (Some(b), false) => {
                         opcode::ReadFixed::new($fd, first.iov_base.cast(), remaining as u32, b).offset(pos).build()
                     }
-                    (Some(b), true) => opcode::WriteFixed::new($fd, first.iov_base.cast::<u8>().cast_const(), remaining as u32, b)
-                        .offset(pos)
-                        .build(),
+                    (Some(b), true) => {
+                        opcode::WriteFixed::new($fd, first.iov_base.cast::<u8>().cast_const(), remaining as u32, b)
+                            .offset(pos)
+                            .build()
+                    }
                     (None, false) => opcode::Readv::new($fd, iov, nr).offset(pos).build(),
                     (None, true) => opcode::Writev::new($fd, iov, nr).offset(pos).build(),
                 }
@@ -390,10 +449,10 @@ impl Inner {
                 ok
             };
             if pushed {
-                // Once queued the request will run: a failed enter leaves it for the
-                // next one (the reaper's wait submits too), so it is never failed here.
-                if self.enter().is_err() {
-                    DriverCounters::bump(&self.counters.submit_errors);
+                // Once queued the request will run: the reaper submits it with its next
+                // wait. Under an open hold the hold's drop rings instead.
+                if self.holds.load(Ordering::Acquire) == 0 {
+                    self.kick();
                 }
                 return Ok(());
             }
@@ -402,6 +461,47 @@ impl Inner {
             self.enter()?;
             std::thread::yield_now();
         }
+    }
+
+    /// Makes sure the reaper submits what is queued: nothing to do while it runs (it
+    /// submits before it waits again), else ring its doorbell once per wait.
+    fn kick(&self) {
+        // Pairs with the fence in `reap_loop`: either the reaper, about to wait, sees
+        // the queued SQEs and submits them with its wait, or we see it asleep.
+        fence(Ordering::SeqCst);
+        if self.reaper.load(Ordering::Relaxed) != REAPER_ASLEEP
+            || self.reaper.compare_exchange(REAPER_ASLEEP, REAPER_RUNG, Ordering::AcqRel, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        self.ring_doorbell();
+    }
+
+    fn ring_doorbell(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to the driver's own eventfd.
+        let n = unsafe { libc::write(self.doorbell.as_raw_fd(), (&raw const one).cast(), 8) };
+        // Only EAGAIN can fail it (a saturated counter), and then the read completes anyway.
+        let _ = n;
+    }
+
+    /// Queues the reaper's read of its doorbell. Reaper only.
+    fn arm_doorbell(&self) -> bool {
+        let e = opcode::Read::new(types::Fd(self.doorbell.as_raw_fd()), self.doorbell_buf.as_ptr().cast(), 8)
+            .build()
+            .user_data(DOORBELL_TAG);
+        self.internal.fetch_add(1, Ordering::AcqRel);
+        let _g = self.sq.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: `sq` is held (only producer); the buffer is the driver's own and lives
+        // until the ring is closed, after the read's CQE (the reaper drains everything).
+        let mut sq = unsafe { self.ring.submission_shared() };
+        // SAFETY: see above.
+        let ok = unsafe { sq.push(&e) }.is_ok();
+        sq.sync();
+        if !ok {
+            self.internal.fetch_sub(1, Ordering::AcqRel);
+        }
+        ok
     }
 
     /// `io_uring_enter` for submission, retrying `EINTR`, `EAGAIN` and `EBUSY` (the
@@ -421,16 +521,34 @@ impl Inner {
 
     fn reap_loop(self: Arc<Self>) {
         let mut batch: Vec<(u64, i32)> = Vec::with_capacity(self.ring.params().cq_entries() as usize);
+        let tick = types::Timespec::from(REAPER_TICK);
+        let args = types::SubmitArgs::new().timespec(&tick);
+        let mut armed = false;
+        // Without a timed wait (kernels before 5.11) the doorbell alone wakes the reaper.
+        let ext_arg = self.ring.params().is_feature_ext_arg();
         loop {
-            if self.closing.load(Ordering::Acquire)
-                && self.in_flight.load(Ordering::Acquire) == 0
-                && self.internal.load(Ordering::Acquire) == 0
-            {
-                return;
+            let closing = self.closing.load(Ordering::Acquire);
+            let internal = self.internal.load(Ordering::Acquire);
+            if closing && self.in_flight.load(Ordering::Acquire) == 0 && internal == usize::from(armed) {
+                if !armed {
+                    return;
+                }
+                // Only the doorbell read is left (the drop's cancel may have raced its
+                // re-arming): complete it.
+                self.ring_doorbell();
             }
-            match self.ring.submit_and_wait(1) {
+            if !armed && !closing {
+                armed = self.arm_doorbell();
+            }
+            // Announce the wait, then submit what producers queued meanwhile along with it.
+            self.reaper.store(REAPER_ASLEEP, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            let waited =
+                if ext_arg { self.ring.submitter().submit_with_args(1, &args) } else { self.ring.submit_and_wait(1) };
+            self.reaper.store(REAPER_AWAKE, Ordering::Release);
+            match waited {
                 Ok(_) => {}
-                Err(e) if is_retryable_enter(&e) => {}
+                Err(e) if is_retryable_enter(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
             {
@@ -440,6 +558,9 @@ impl Inner {
                 batch.extend(cq.map(|c| (c.user_data(), c.result())));
             }
             for (user_data, res) in batch.drain(..) {
+                if user_data == DOORBELL_TAG {
+                    armed = false;
+                }
                 self.handle(user_data, res);
             }
         }
@@ -516,11 +637,7 @@ impl Inner {
             sq.sync();
             ok
         };
-        // Submitted by this enter or by the reaper's next wait (which submits too):
-        // once pushed, the request is in flight whatever the enter says.
-        if pushed && self.ring.submit().is_err() {
-            DriverCounters::bump(&self.counters.submit_errors);
-        }
+        // Once pushed, the reaper (the caller) submits it with its next wait.
         pushed
     }
 }
@@ -535,6 +652,8 @@ impl Drop for UringBackend {
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(CANCEL_TAG);
         let wake = opcode::Nop::new().build().user_data(WAKE_TAG);
         let queued = inner.push(&cancel).is_ok() && inner.push(&wake).is_ok();
+        // Completes the doorbell read even if the reaper re-armed it after the cancel.
+        inner.ring_doorbell();
         if !queued {
             // The ring refused: leak the reaper (and with it the memory the kernel may
             // still use) rather than free anything under in-flight I/O.

@@ -188,6 +188,47 @@ pub fn activate_reference(
     })
 }
 
+/// The model of file mode (`SWP_FS_OPS`: `nfs_swap_activate` and friends call
+/// `add_swap_extent(sis, 0, sis->max, 0)` and report `span = sis->pages`): the same
+/// header rules and hole check as device mode, then slot i is file page i for every
+/// slot the header allows. `pages` holds `(slot, file page)`.
+pub fn activate_reference_file_mode(
+    extents: &[ExtentReport],
+    file_size: u64,
+    last_page: u32,
+) -> Result<ReferenceActivation, ReferenceRefusal> {
+    // The device-mode walk decides the header and hole refusals; its arithmetic is unused.
+    let same_device: Vec<ExtentReport> = extents.iter().map(|e| ExtentReport { device: 0, ..*e }).collect();
+    match activate_reference(&same_device, file_size, last_page) {
+        Ok(_) | Err(ReferenceRefusal::NoUsablePage | ReferenceRefusal::EmptySwapFile) => {}
+        Err(refusal) => return Err(refusal),
+    }
+    let max = header_maxpages(last_page);
+    let walk_end = u128::from(file_size) / PAGE * PAGE;
+    if walk_end == 0 {
+        return Err(ReferenceRefusal::NoUsablePage);
+    }
+    if max > MAX_MODEL_PAGES {
+        return Err(ReferenceRefusal::Unsupported);
+    }
+    let pages: Vec<(u64, u64)> = (0..max as u64).map(|i| (i, i)).collect();
+    let lost = TrimLoss {
+        beyond_header: (walk_end - max * PAGE) as u64,
+        file_tail: (u128::from(file_size) - walk_end) as u64,
+        ..TrimLoss::default()
+    };
+    Ok(ReferenceActivation {
+        header_pages: max as u64,
+        usable_pages: max as u64 - 1,
+        extents: 1,
+        span_pages: max as u64 - 1,
+        lowest_page: 1,
+        highest_page: max as u64 - 1,
+        lost,
+        pages,
+    })
+}
+
 /// Expands map entries into `(slot, physical page)` pairs, slot by slot.
 pub fn expand_map(entries: &[MapEntry]) -> Vec<(u64, u64)> {
     entries.iter().flat_map(|e| (0..e.pages).map(move |k| (e.first_slot + k, e.start / PAGE_SIZE as u64 + k))).collect()
@@ -257,11 +298,44 @@ fn compare_report(model: &ReferenceActivation, map: &[MapEntry], report: &Activa
 /// and describes the first difference. Input the model does not cover only has to be
 /// answered without a panic.
 pub fn check_against_reference(extents: &[ExtentReport], file_size: u64, last_page: u32) -> Result<(), String> {
-    let header = header_page(last_page);
     let device = extents.first().map_or(0, |e| e.device);
-    let req = ActivationRequest::new(&header, file_size, Layout::Extents(extents), device, BackendCaps::BLOCK_DEVICE);
+    compare(
+        extents,
+        file_size,
+        last_page,
+        device,
+        BackendCaps::BLOCK_DEVICE,
+        activate_reference(extents, file_size, last_page),
+    )
+}
+
+/// [`check_against_reference`] for file mode: a `swap_rw` backend that may write into
+/// unwritten extents, against [`activate_reference_file_mode`].
+pub fn check_file_mode_against_reference(
+    extents: &[ExtentReport],
+    file_size: u64,
+    last_page: u32,
+) -> Result<(), String> {
+    let caps = BackendCaps::SWAP_RW
+        | BackendCaps::OVERWRITE_IN_PLACE
+        | BackendCaps::STABLE_ON_COMPLETE
+        | BackendCaps::UNWRITTEN_SAFE_IN_FILE_MODE;
+    let model = activate_reference_file_mode(extents, file_size, last_page);
+    compare(extents, file_size, last_page, 0, caps, model)
+}
+
+fn compare(
+    extents: &[ExtentReport],
+    file_size: u64,
+    last_page: u32,
+    device: u64,
+    caps: BackendCaps,
+    model: Result<ReferenceActivation, ReferenceRefusal>,
+) -> Result<(), String> {
+    let header = header_page(last_page);
+    let req = ActivationRequest::new(&header, file_size, Layout::Extents(extents), device, caps);
     let got = activate_owned(&req);
-    match (activate_reference(extents, file_size, last_page), got) {
+    match (model, got) {
         (Err(ReferenceRefusal::Unsupported), _) => Ok(()),
         (Ok(model), Ok((map, report))) => compare_report(&model, map.entries(), &report),
         (Err(model), Err(e)) if same_refusal(model, &e) => Ok(()),

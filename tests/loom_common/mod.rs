@@ -61,8 +61,11 @@ pub type ModelEngine = Engine<Vec<MapEntry>, OwnedStorage, Arc<Mailboxes>, Pages
 /// A device-mode map from `(first_slot, pages)` extents placed 1 MiB apart, so slots of
 /// different extents are never adjacent on the device.
 pub fn map(extents: &[(u64, u64)]) -> SwapMap<Vec<MapEntry>> {
-    let entries =
-        extents.iter().enumerate().map(|(i, &(first_slot, pages))| MapEntry { first_slot, pages, start: (i as u64) << 20 });
+    let entries = extents.iter().enumerate().map(|(i, &(first_slot, pages))| MapEntry {
+        first_slot,
+        pages,
+        start: (i as u64) << 20,
+    });
     SwapMap::new(entries.collect(), IoMode::Device).expect("model map is dense")
 }
 

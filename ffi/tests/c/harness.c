@@ -572,7 +572,10 @@ static unsigned int round_trip(struct world *w, size_t first, size_t last, enum 
 		todo[n++] = i;
 	while (n) {
 		size_t k = 0;
-		CHECK(++rounds < 200, "no progress after 200 rounds");
+		/* A liveness bound, not a speed check: at 45% errors + 45% short I/O a large folio
+		 * split over two extents completes only when both parts do (about 1% a round), so
+		 * 200 rounds failed ~13% of runs; 5000 rounds leave a false failure at ~1e-22. */
+		CHECK(++rounds < 5000, "no progress after 5000 rounds");
 		/* Contiguous runs of the todo list go through one plug. */
 		for (size_t j = 0; j < n;) {
 			size_t e = j + 1;

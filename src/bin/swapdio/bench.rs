@@ -1,13 +1,526 @@
-//! `swapdio bench` (being built).
+//! `swapdio bench`: swap-in and swap-out IOPS and bandwidth through the engine and the
+//! io_uring driver, side by side in the same run with a raw io_uring loop on the same
+//! target (no engine) and with fio on the same file when fio is installed.
+//!
+//! Cases: 4 KiB random swap-in and swap-out at QD 1 and 32, and sequential swap-out and
+//! swap-in of 32 adjacent pages per request (the plug's batch, 128 KiB) at QD 8 — the
+//! kernel's `SWAP_CLUSTER_MAX` batching compared with fio's 128 KiB sequential jobs.
 
+use super::stress::{
+    activate_for_io, create_default_file, install_stop_handler, make_driver, make_engine, open_target, percentile,
+    DriverArg, ModeArg, Rng, STOP,
+};
+use io_uring::{opcode, types, IoUring};
+use serde::Serialize;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use swapdio::fault::FaultConfig;
+use swapdio::linux::check::mode_name;
+use swapdio::linux::direct::{Arena, Target};
+use swapdio::linux::mkswap::parse_size;
+use swapdio::{Folio, FolioId, FsContext, MapEntry, PageOps, StorageConfig, SwapEvent, SwapMap, PAGE_SIZE};
+
+const PAGE: u64 = PAGE_SIZE as u64;
 
 /// Arguments of `swapdio bench`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Size of the swap file created in the current directory (K/M/G suffixes).
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    pub size: u64,
+    /// Duration of each measurement.
+    #[arg(long, default_value = "2s", value_parser = super::stress::parse_duration)]
+    pub duration: Duration,
+    /// Rounds per case: engine, raw loop and fio run in turn this many times and the
+    /// median of each is reported (a busy machine shifts all three alike).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
+    /// I/O mode.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
+    /// Use this existing swap file (its data pages are overwritten).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Directory to create the swap file in.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Skip fio even when it is installed.
+    #[arg(long)]
+    pub no_fio: bool,
+    /// Only the cases whose name contains this.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Seed of the random positions.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Dir {
+    Read,
+    Write,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+struct Case {
+    name: &'static str,
+    dir: Dir,
+    random: bool,
+    /// Pages per request.
+    pages: u32,
+    qd: usize,
+}
+
+const CASES: [Case; 6] = [
+    Case { name: "swap-in  4k random QD1", dir: Dir::Read, random: true, pages: 1, qd: 1 },
+    Case { name: "swap-in  4k random QD32", dir: Dir::Read, random: true, pages: 1, qd: 32 },
+    Case { name: "swap-out 4k random QD1", dir: Dir::Write, random: true, pages: 1, qd: 1 },
+    Case { name: "swap-out 4k random QD32", dir: Dir::Write, random: true, pages: 1, qd: 32 },
+    Case { name: "swap-out seq 32x4k plugged QD8", dir: Dir::Write, random: false, pages: 32, qd: 8 },
+    Case { name: "swap-in  seq 32x4k plugged QD8", dir: Dir::Read, random: false, pages: 32, qd: 8 },
+];
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+struct Measure {
+    iops: f64,
+    mib_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl Measure {
+    fn from_samples(ops: u64, bytes: u64, secs: f64, lat: &mut [u32]) -> Measure {
+        lat.sort_unstable();
+        Measure {
+            iops: ops as f64 / secs,
+            mib_s: bytes as f64 / secs / (1 << 20) as f64,
+            p50_us: f64::from(percentile(lat, 50)),
+            p99_us: f64::from(percentile(lat, 99)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    case: Case,
+    engine: Measure,
+    raw: Option<Measure>,
+    fio: Option<Measure>,
+    engine_vs_fio: Option<f64>,
+    engine_vs_raw: Option<f64>,
+}
+
+/// Where the next request of a case goes.
+struct Positions {
+    rng: Rng,
+    next: u64,
+    slots: u64,
+    pages: u64,
+    random: bool,
+}
+
+impl Positions {
+    fn new(seed: u64, slots: u64, case: &Case) -> Positions {
+        Positions { rng: Rng::new(seed), next: 1, slots, pages: u64::from(case.pages), random: case.random }
+    }
+
+    /// First slot of the next request: its `pages` slots lie inside the map.
+    fn next_slot(&mut self) -> u64 {
+        let last = self.slots - self.pages; // highest valid first slot
+        if self.random {
+            return self.rng.range(1, last + 1);
+        }
+        if self.next > last {
+            self.next = 1;
+        }
+        let s = self.next;
+        self.next += self.pages;
+        s
+    }
+}
+
+// ---- through the engine ------------------------------------------------------------------
+
+/// Page operations for the bench: only completions matter. Reads finish at `unlock`,
+/// writes at `end_writeback` (the write prelude's unlock is not a completion).
+struct BenchPages {
+    dir: AtomicU8,
+    done: Sender<u32>,
+}
+
+impl PageOps for BenchPages {
+    fn set_uptodate(&self, _: FolioId) {}
+    fn set_dirty(&self, _: FolioId) {}
+    fn clear_reclaim(&self, _: FolioId) {}
+    fn start_writeback(&self, _: FolioId) {}
+    fn end_writeback(&self, f: FolioId) {
+        let _ = self.done.send(f.0 as u32);
+    }
+    fn unlock(&self, f: FolioId) {
+        if self.dir.load(Ordering::Relaxed) == 0 {
+            let _ = self.done.send(f.0 as u32);
+        }
+    }
+    fn pin(&self, _: FolioId) {}
+    fn unpin(&self, _: FolioId) {}
+    fn event(&self, _: SwapEvent) {}
+}
+
+type BenchEngine = super::stress::SwapEngine<BenchPages>;
+
+fn engine_case(engine: &BenchEngine, rx: &Receiver<u32>, case: &Case, slots: u64, seed: u64, d: Duration) -> Measure {
+    engine.page_ops().dir.store(u8::from(case.dir == Dir::Write), Ordering::Relaxed);
+    let pages = case.pages as usize;
+    let mut pos = Positions::new(seed, slots, case);
+    let mut remaining = vec![0usize; case.qd];
+    let mut started = vec![Instant::now(); case.qd];
+    let mut free: Vec<usize> = (0..case.qd).collect();
+    let mut lat = Vec::with_capacity(1 << 20);
+    let (mut ops, mut bytes) = (0u64, 0u64);
+    let start = Instant::now();
+    let deadline = start + d;
+    let mut measuring = true;
+    loop {
+        if measuring && (Instant::now() >= deadline || STOP.load(Ordering::Relaxed)) {
+            measuring = false;
+        }
+        if measuring {
+            // One io_uring_enter for everything issued in this pass (the block plug).
+            let _hold = match engine.backend() {
+                super::stress::Driver::Uring(u) => Some(u.hold()),
+                super::stress::Driver::Pread(_) => None,
+            };
+            while let Some(k) = free.pop() {
+                let first = pos.next_slot();
+                let mut plug = engine.plug();
+                let mut queued = 0;
+                for i in 0..pages {
+                    // Request k's folios are arena pages k*pages.., contiguous.
+                    let folio = Folio::small((k * pages + i) as u64, first + i as u64);
+                    let r = match case.dir {
+                        Dir::Write => plug.write(folio, FsContext::MayEnterFs),
+                        Dir::Read => plug.read(folio),
+                    };
+                    if r.is_err() {
+                        break;
+                    }
+                    queued += 1;
+                }
+                drop(plug);
+                if queued == 0 {
+                    // The pool frees a request just after its completions arrive.
+                    free.push(k);
+                    if free.len() == case.qd {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    break;
+                }
+                remaining[k] = queued;
+                started[k] = Instant::now();
+            }
+        } else if free.len() == case.qd {
+            break;
+        }
+        let Ok(p) = rx.recv_timeout(Duration::from_secs(5)) else { break };
+        let mut handle = |p: u32| {
+            let k = p as usize / pages;
+            remaining[k] -= 1;
+            if remaining[k] == 0 {
+                free.push(k);
+                if measuring {
+                    ops += 1;
+                    bytes += pages as u64 * PAGE;
+                    lat.push(started[k].elapsed().as_micros() as u32);
+                }
+            }
+        };
+        handle(p);
+        while let Ok(p) = rx.try_recv() {
+            handle(p);
+        }
+    }
+    Measure::from_samples(ops, bytes, d.as_secs_f64().min(start.elapsed().as_secs_f64()), &mut lat)
+}
+
+// ---- raw io_uring loop (no engine) ---------------------------------------------------------
+
+fn raw_case(
+    target: &Target,
+    map: &SwapMap<Vec<MapEntry>>,
+    arena: &Arena,
+    case: &Case,
+    seed: u64,
+    d: Duration,
+) -> Option<Measure> {
+    let ring: IoUring = IoUring::builder().build((case.qd as u32).next_power_of_two().max(8)).ok()?;
+    let iov = arena.register_iovecs();
+    // SAFETY: the arena outlives the ring (it is dropped at the end of this function,
+    // after every request has been reaped below).
+    unsafe { ring.submitter().register_buffers(&iov) }.ok()?;
+    ring.submitter().register_files(&[target.handle().as_raw_fd()]).ok()?;
+    let len = case.pages * PAGE_SIZE as u32;
+    let mut pos = Positions::new(seed, map.slots(), case);
+    let mut started = vec![Instant::now(); case.qd];
+    let mut lat = Vec::with_capacity(1 << 20);
+    let (mut ops, mut in_flight) = (0u64, 0usize);
+    let mut push = |ring: &IoUring, k: usize, started: &mut Vec<Instant>| -> bool {
+        // The pages of one request lie in one extent of the map (as the engine's plug
+        // guarantees); pick again otherwise.
+        let at = loop {
+            let s = pos.next_slot();
+            match map.lookup(s) {
+                Ok(run) if run.pages >= u64::from(case.pages) => break run.pos,
+                _ => continue,
+            }
+        };
+        let buf = arena.segment_ptr(FolioId((k * case.pages as usize) as u64), 0, len).unwrap_or(arena.base());
+        let e = match case.dir {
+            Dir::Read => opcode::ReadFixed::new(types::Fixed(0), buf, len, 0).offset(at).build(),
+            Dir::Write => opcode::WriteFixed::new(types::Fixed(0), buf.cast_const(), len, 0).offset(at).build(),
+        }
+        .user_data(k as u64);
+        started[k] = Instant::now();
+        // SAFETY: the ring is used by this thread only; the buffer is registered arena
+        // memory that outlives every request.
+        unsafe { ring.submission_shared().push(&e) }.is_ok()
+    };
+    for k in 0..case.qd {
+        if push(&ring, k, &mut started) {
+            in_flight += 1;
+        }
+    }
+    let start = Instant::now();
+    let deadline = start + d;
+    let mut errors = 0u64;
+    while in_flight > 0 {
+        if ring.submit_and_wait(1).is_err() {
+            continue;
+        }
+        let done: Vec<(u64, i32)> = {
+            // SAFETY: this thread is the only consumer of the completion queue.
+            let cq = unsafe { ring.completion_shared() };
+            cq.map(|c| (c.user_data(), c.result())).collect()
+        };
+        let measuring = Instant::now() < deadline && !STOP.load(Ordering::Relaxed);
+        for (k, res) in done {
+            in_flight -= 1;
+            let k = k as usize;
+            if res == len as i32 {
+                ops += 1;
+                lat.push(started[k].elapsed().as_micros() as u32);
+            } else {
+                errors += 1;
+            }
+            if measuring && push(&ring, k, &mut started) {
+                in_flight += 1;
+            }
+        }
+    }
+    if errors > 0 {
+        eprintln!("swapdio bench: raw loop saw {errors} failed requests in {}", case.name);
+    }
+    let secs = d.as_secs_f64().min(start.elapsed().as_secs_f64());
+    Some(Measure::from_samples(ops, ops * u64::from(len), secs, &mut lat))
+}
+
+// ---- fio --------------------------------------------------------------------------------------
+
+fn fio_available() -> bool {
+    std::process::Command::new("fio").arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+fn fio_case(path: &Path, file_size: u64, case: &Case, d: Duration) -> Option<Measure> {
+    let rw = match (case.dir, case.random) {
+        (Dir::Read, true) => "randread",
+        (Dir::Write, true) => "randwrite",
+        (Dir::Read, false) => "read",
+        (Dir::Write, false) => "write",
+    };
+    let out = std::process::Command::new("fio")
+        .args([
+            "--name=swapdio-bench",
+            &format!("--filename={}", path.display()),
+            &format!("--rw={rw}"),
+            &format!("--bs={}k", case.pages * 4),
+            &format!("--iodepth={}", case.qd),
+            "--ioengine=io_uring",
+            "--direct=1",
+            "--fixedbufs=1",
+            "--registerfiles=1",
+            "--offset=4096",
+            &format!("--size={}", file_size - PAGE),
+            &format!("--runtime={}ms", d.as_millis()),
+            "--time_based=1",
+            "--norandommap=1",
+            "--randrepeat=0",
+            "--output-format=json",
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("swapdio bench: fio failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // fio may print warnings before the JSON object.
+    let json: serde_json::Value = serde_json::from_str(&text[text.find('{')?..]).ok()?;
+    let job = &json["jobs"][0][match case.dir {
+        Dir::Read => "read",
+        Dir::Write => "write",
+    }];
+    let pct = |p: &str| job["clat_ns"]["percentile"][p].as_f64().unwrap_or(0.0) / 1000.0;
+    Some(Measure {
+        iops: job["iops"].as_f64()?,
+        mib_s: job["bw_bytes"].as_f64()? / (1 << 20) as f64,
+        p50_us: pct("50.000000"),
+        p99_us: pct("99.000000"),
+    })
+}
+
+// ---- the command ---------------------------------------------------------------------------
+
+/// The measurement with the median IOPS.
+fn median(mut v: Vec<Measure>) -> Option<Measure> {
+    v.sort_by(|a, b| a.iops.total_cmp(&b.iops));
+    v.get(v.len() / 2).copied()
+}
 
 /// Runs `swapdio bench`.
-pub fn run(_args: Args, _json: bool) -> ExitCode {
-    eprintln!("swapdio bench: not built yet");
-    ExitCode::from(2)
+pub fn run(args: Args, json: bool) -> ExitCode {
+    install_stop_handler();
+    match bench(&args, json) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": false, "error": e}));
+            } else {
+                eprintln!("swapdio bench: {e}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bench(args: &Args, json: bool) -> Result<(), String> {
+    let (path, _created) = match &args.file {
+        Some(p) => (p.clone(), None),
+        None => {
+            let c = create_default_file(&args.dir, "bench", args.size, json)?;
+            (c.0.clone(), Some(c))
+        }
+    };
+    let act = activate_for_io(&path, args.mode, json)?;
+    let mode = act.report.mode;
+    let slots = act.map.slots();
+    let arena = Arc::new(Arena::new(32 * 32).map_err(|e| format!("arena: {e}"))?);
+    let storage = StorageConfig { pool: 64, sync: 4, splits: 8 };
+    let driver = make_driver(DriverArg::Uring, &act, &arena, storage, FaultConfig::NONE, json)?;
+    if driver.name() != "uring" {
+        return Err("io_uring is unavailable: nothing to compare".into());
+    }
+    let raw_target = open_target(&act)?;
+    let raw_map = SwapMap::new(act.map.entries().to_vec(), mode).map_err(|e| e.to_string())?;
+    let (tx, rx) = channel();
+    let engine = make_engine(act.map, storage, driver, BenchPages { dir: AtomicU8::new(0), done: tx })?;
+    let fio = !args.no_fio && fio_available();
+    if !json {
+        eprintln!(
+            "swapdio bench: {} ({} MiB, {} mode), {:?} per measurement, median of {} rounds, fio {}",
+            path.display(),
+            act.layout.file_size >> 20,
+            mode_name(mode),
+            args.duration,
+            args.rounds,
+            if fio {
+                "on the same file"
+            } else if args.no_fio {
+                "skipped"
+            } else {
+                "not installed (apt-get install -y fio)"
+            }
+        );
+    }
+    let mut rows = Vec::new();
+    for case in CASES.iter() {
+        if STOP.load(Ordering::Relaxed) {
+            break;
+        }
+        if args.only.as_ref().is_some_and(|o| !case.name.contains(o.as_str())) {
+            continue;
+        }
+        if !json {
+            eprintln!("  {} ...", case.name);
+        }
+        let (mut es, mut raws, mut fios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..u64::from(args.rounds) {
+            let seed = args.seed.wrapping_add(round);
+            es.push(engine_case(&engine, &rx, case, slots, seed, args.duration));
+            raws.extend(raw_case(&raw_target, &raw_map, &arena, case, seed, args.duration));
+            if fio {
+                fios.extend(fio_case(&path, act.layout.file_size, case, args.duration));
+            }
+        }
+        let Some(e) = median(es) else { continue };
+        let (raw, f) = (median(raws), median(fios));
+        rows.push(Row {
+            case: *case,
+            engine: e,
+            raw,
+            fio: f,
+            engine_vs_fio: f.map(|f| e.iops / f.iops),
+            engine_vs_raw: raw.map(|r| e.iops / r.iops),
+        });
+    }
+    let _ = engine.deactivate();
+    let driver_stats = engine.backend().stats();
+    let lease = match act.lease.verify() {
+        Ok(()) => "unchanged".to_string(),
+        Err(e) => format!("CHANGED: {e}"),
+    };
+    if json {
+        let v = serde_json::json!({
+            "file": path.display().to_string(),
+            "file_size": act.layout.file_size,
+            "mode": mode_name(mode),
+            "duration_s": args.duration.as_secs_f64(),
+            "rounds": args.rounds,
+            "rows": rows,
+            "driver_stats": driver_stats,
+            "lease": lease,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    let cell = |m: Option<Measure>| match m {
+        Some(m) => format!("{:>8.0} {:>7.1} {:>6.0} {:>6.0}", m.iops, m.mib_s, m.p50_us, m.p99_us),
+        None => format!("{:>8} {:>7} {:>6} {:>6}", "-", "-", "-", "-"),
+    };
+    println!(
+        "{:<32} | {:^30} | {:^30} | {:^30} | {:>6} {:>6}",
+        "case", "engine+io_uring", "raw io_uring loop", "fio (io_uring)", "e/raw", "e/fio"
+    );
+    println!(
+        "{:<32} | {:>8} {:>7} {:>6} {:>6} | (same columns)                 | (same columns)                 |",
+        "", "IOPS", "MiB/s", "p50us", "p99us"
+    );
+    for r in &rows {
+        println!(
+            "{:<32} | {} | {} | {} | {:>6} {:>6}",
+            r.case.name,
+            cell(Some(r.engine)),
+            cell(r.raw),
+            cell(r.fio),
+            r.engine_vs_raw.map_or("-".into(), |x| format!("{x:.2}")),
+            r.engine_vs_fio.map_or("-".into(), |x| format!("{x:.2}")),
+        );
+    }
+    println!("layout lease: {lease}; driver: {driver_stats:?}");
+    Ok(())
 }

@@ -273,13 +273,16 @@ pub fn make_driver(
     Ok(Driver::Pread(PreadBackend::new(target()?, arena.clone(), faults)))
 }
 
+/// The engine over an activated file and a Linux driver.
+pub type SwapEngine<P> = Engine<Vec<MapEntry>, OwnedStorage, Driver, P>;
+
 /// Builds the engine over the driver and connects io_uring completions to it.
 pub fn make_engine<P: PageOps + Send + Sync + 'static>(
     map: SwapMap<Vec<MapEntry>>,
     storage: StorageConfig,
     driver: Driver,
     pages: P,
-) -> Result<Arc<Engine<Vec<MapEntry>, OwnedStorage, Driver, P>>, String> {
+) -> Result<Arc<SwapEngine<P>>, String> {
     let uring = match &driver {
         Driver::Uring(u) => Some(u.clone()),
         Driver::Pread(_) => None,
@@ -558,7 +561,7 @@ struct Counts {
 }
 
 struct Work {
-    engine: Arc<Engine<Vec<MapEntry>, OwnedStorage, Driver, StressPages>>,
+    engine: Arc<SwapEngine<StressPages>>,
     arena: Arc<Arena>,
     rx: Receiver<u32>,
     rng: Rng,
@@ -913,7 +916,7 @@ impl Work {
                     }
                 }
                 if let Issued::Blocked = self.rewrite(p) {
-                    self.wait_one(Duration::from_millis(10));
+                    self.wait_one(Duration::from_micros(100));
                 }
             }
         }
@@ -922,8 +925,9 @@ impl Work {
     /// Reads back every slot ever written and checks it (failed reads are retried).
     /// Returns how many slots it set out to verify (written, not dirty in memory).
     fn final_pass(&mut self, bar: &ProgressBar) -> u64 {
-        let mut todo: Vec<u64> =
-            (1..self.nslots).filter(|&s| self.slots[s as usize].committed > 0 && !self.slots[s as usize].busy).collect();
+        let mut todo: Vec<u64> = (1..self.nslots)
+            .filter(|&s| self.slots[s as usize].committed > 0 && !self.slots[s as usize].busy)
+            .collect();
         let total = todo.len() as u64;
         bar.set_length(todo.len() as u64);
         bar.set_position(0);
@@ -948,7 +952,7 @@ impl Work {
                 match self.read_run(start, n, true) {
                     (_, q) if q > 0 => i += q as usize,
                     (Issued::Blocked, _) => {
-                        self.wait_one(Duration::from_millis(10));
+                        self.wait_one(Duration::from_micros(100));
                     }
                     // Not readable now (cannot happen once drained): retry next round.
                     _ => {
@@ -1116,15 +1120,22 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     while Instant::now() < deadline && !STOP.load(Ordering::Relaxed) {
         let mut progressed = w.drain_ready() > 0;
         let mut idle_tries = 0;
+        let mut blocked = false;
         while w.in_flight_ops < qd && idle_tries < 8 {
             match w.issue_one() {
                 Issued::Yes => progressed = true,
-                Issued::Blocked => break,
+                Issued::Blocked => {
+                    blocked = true;
+                    break;
+                }
                 // Nothing eligible for that op (e.g. no slot written yet for a read).
                 Issued::Nothing => idle_tries += 1,
             }
         }
-        if !progressed && !w.wait_one(Duration::from_millis(50)) && w.stalled() {
+        // The pool frees a request just after its folios' completions arrive: when
+        // blocked by it, look again very soon instead of sleeping.
+        let nap = if blocked { Duration::from_micros(100) } else { Duration::from_millis(50) };
+        if !progressed && !w.wait_one(nap) && w.stalled() {
             return Err(format!("no completion for 30 s with {} requests outstanding", w.in_flight_ops));
         }
         let now = Instant::now();
@@ -1233,9 +1244,21 @@ fn print_report(r: &Report, json: bool) {
         println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
         return;
     }
-    println!("swapdio stress: {} mode, {} driver, QD {}, {:.1} s, seed {}", r.mode, r.driver, r.queue_depth, r.duration_s, r.seed);
-    println!("  swap file       {} ({} usable pages, {} extent(s){})", r.file, r.usable_pages, r.extents, if r.created { ", removed" } else { "" });
-    println!("  swap-out        {} pages, {:.0} pages/s ({:.1} MiB/s)", r.pages_out, r.pages_out_per_s, r.mib_out_per_s);
+    println!(
+        "swapdio stress: {} mode, {} driver, QD {}, {:.1} s, seed {}",
+        r.mode, r.driver, r.queue_depth, r.duration_s, r.seed
+    );
+    println!(
+        "  swap file       {} ({} usable pages, {} extent(s){})",
+        r.file,
+        r.usable_pages,
+        r.extents,
+        if r.created { ", removed" } else { "" }
+    );
+    println!(
+        "  swap-out        {} pages, {:.0} pages/s ({:.1} MiB/s)",
+        r.pages_out, r.pages_out_per_s, r.mib_out_per_s
+    );
     println!("  swap-in         {} pages, {:.0} pages/s ({:.1} MiB/s)", r.pages_in, r.pages_in_per_s, r.mib_in_per_s);
     println!(
         "  latency         p50 {} us, p99 {} us, max {} us ({} requests)",
@@ -1252,8 +1275,14 @@ fn print_report(r: &Report, json: bool) {
             r.driver_stats.resubmitted
         );
     }
-    println!("  errors          {} (write failures {}, read failures {}, submit errors {})", r.errors, r.counts.write_failures, r.counts.read_failures, r.counts.submit_errors);
-    println!("  verified        {} of {} written slots read back at the end; lost {}", r.verified_pages, r.slots_written, r.lost_pages);
+    println!(
+        "  errors          {} (write failures {}, read failures {}, submit errors {})",
+        r.errors, r.counts.write_failures, r.counts.read_failures, r.counts.submit_errors
+    );
+    println!(
+        "  verified        {} of {} written slots read back at the end; lost {}",
+        r.verified_pages, r.slots_written, r.lost_pages
+    );
     println!("  page rules      {} violations, {} pins leaked", r.page_rule_violations, r.pins_leaked);
     println!("  layout lease    {}", r.lease);
     println!("  mismatches      {}", r.mismatches);
