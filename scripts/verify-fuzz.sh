@@ -16,7 +16,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(header activation lifecycle c_abi)
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-fuzz}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cargo +nightly fuzz build -O
 scratch=$(mktemp -d)

@@ -17,7 +17,7 @@ for p in "${parts[@]}"; do
       for m in loom_refcount loom_pool loom_plug loom_split; do
         bound=3; [ "$m" = loom_refcount ] && bound=4
         echo "== loom $m at preemption bound $bound"
-        RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=$bound CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-loom}" \
+        RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=$bound CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/loom}" \
           cargo test --release -q --no-default-features --features std --test "$m" -- --nocapture --test-threads 1 2>&1 |
           grep -E "loom model|test result|panicked"
         test "${PIPESTATUS[0]}" = 0
@@ -27,7 +27,7 @@ for p in "${parts[@]}"; do
     fuzz) scripts/verify-fuzz.sh "${FUZZ_SECS:-600}" ;;
     faults)
       SWAPDIO_FAULT_SEEDS="${SWAPDIO_FAULT_SEEDS:-400}" SWAPDIO_FAULT_OPS="${SWAPDIO_FAULT_OPS:-10000}" \
-        CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-verify}" \
+        CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
         cargo test --release --no-default-features --features std --test fault_injection -- --nocapture 2>&1 |
         grep -E "fault injection:|test result|panicked"
       test "${PIPESTATUS[0]}" = 0

@@ -10,11 +10,11 @@
 #   scripts/verify-loom.sh broken     # broken variants only
 #
 # LOOM_MAX_PREEMPTIONS overrides every model's default bound (refcount 3, others 2).
-# Build dir: $CARGO_TARGET_DIR (default /work/target-loom). The broken builds reuse it.
+# Build dir: $CARGO_TARGET_DIR (default target/loom in the repository). The broken builds reuse it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
-target="${CARGO_TARGET_DIR:-/work/target-loom}"
+target="${CARGO_TARGET_DIR:-$PWD/target/loom}"
 # The models need only the std testkit: skip the Linux driver's dependencies.
 features=(--no-default-features --features std)
 models=(loom_refcount loom_pool loom_plug loom_split)

@@ -478,6 +478,7 @@ fn fault_injection_no_written_page_lost_and_reads_return_latest_content() {
         total.other_errors += f.other_errors;
         total.short += f.short;
         total.delayed += f.delayed;
+        total.delivered += f.delivered;
         counts.writes_ok += c.writes_ok;
         counts.writes_failed += c.writes_failed;
         counts.reads_ok += c.reads_ok;
@@ -489,6 +490,7 @@ fn fault_injection_no_written_page_lost_and_reads_return_latest_content() {
     eprintln!("fault injection: {seeds} seeds x {ops} ops: {total:?} {counts:?}; 0 mismatches");
     // The run must actually have exercised every fault and the recovery paths.
     assert!(total.eio > 0 && total.enospc > 0 && total.eagain > 0 && total.enomem > 0 && total.short > 0);
+    assert_eq!(total.delivered, total.delayed, "every held-back completion was delivered");
     assert!(total.delayed > 0 && counts.writes_failed > 0 && counts.reads_failed > 0 && counts.rewrites > 0);
     assert!(counts.would_block > 0 && counts.duplicates_refused > 0);
 }
