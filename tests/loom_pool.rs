@@ -10,16 +10,6 @@ mod loom_common;
 use loom_common::*;
 use swapdio::*;
 
-fn write_until_accepted(engine: &ModelEngine, folio: Folio) {
-    loop {
-        match engine.write(None, folio, FsContext::MayEnterFs) {
-            Ok(()) => return,
-            Err(SwapError::WouldBlock) => loom::thread::yield_now(),
-            Err(e) => panic!("write of {folio:?} refused: {e}"),
-        }
-    }
-}
-
 /// Two submitters claim from a pool of two while a completer frees slots: no slot is
 /// handed out twice (the backend sees each slot index once per use), no request is lost
 /// (every folio completes exactly once and the pool is whole at the end).

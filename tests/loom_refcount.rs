@@ -10,16 +10,6 @@ mod loom_common;
 use loom_common::*;
 use swapdio::*;
 
-fn write_until_accepted(engine: &ModelEngine, folio: Folio) {
-    loop {
-        match engine.write(None, folio, FsContext::MayEnterFs) {
-            Ok(()) => return,
-            Err(SwapError::WouldBlock) => loom::thread::yield_now(),
-            Err(e) => panic!("write of {folio:?} refused: {e}"),
-        }
-    }
-}
-
 /// Submitter vs completion on another thread: the completion may land before `submit`
 /// returns, after it, or while the submitter drops its reference. Each request completes
 /// exactly once, a duplicate or stale completion is refused, each slot is released

@@ -223,3 +223,15 @@ pub fn model(name: &str, default_bound: usize, f: impl Fn() + Sync + Send + 'sta
         start.elapsed()
     );
 }
+
+/// Writes `folio` unplugged, yielding to the other model threads while the pool is empty
+/// (`WouldBlock`: the folio is untouched, retry after a completion).
+pub fn write_until_accepted(engine: &ModelEngine, folio: Folio) {
+    loop {
+        match engine.write(None, folio, FsContext::MayEnterFs) {
+            Ok(()) => return,
+            Err(SwapError::WouldBlock) => loom::thread::yield_now(),
+            Err(e) => panic!("write of {folio:?} refused: {e}"),
+        }
+    }
+}
