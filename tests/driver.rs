@@ -372,6 +372,77 @@ fn completions_arrive_from_the_reaper_concurrently_with_submission() {
     assert_eq!(spy.pages.pins_held(), 0);
 }
 
+/// Reads `n` single pages through folios `0..200`, calling `on_block` whenever the pool
+/// is empty.
+fn read_burst(
+    engine: &Engine<Vec<MapEntry>, OwnedStorage, Arc<UringBackend>, ThreadSpy>,
+    n: u64,
+    mut on_block: impl FnMut(),
+) {
+    let spy = engine.page_ops();
+    let (mut done, mut f) = (0u64, 0u64);
+    while done < n {
+        let folio = FolioId(f % 200);
+        f += 1;
+        if spy.pages.state(folio).locked {
+            continue;
+        }
+        spy.pages.prepare_read(folio);
+        match engine.read(None, Folio::small(folio.0, 1 + (f * 37) % 1000)) {
+            Ok(()) => done += 1,
+            Err(SwapError::WouldBlock) => {
+                spy.pages.unlock(folio);
+                on_block();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn foreground_waiter_completes_its_own_requests_and_hands_back_to_the_reaper_on_drop() {
+    let file = Scratch::new("foreground", 1024, 0);
+    let arena = Arc::new(Arena::new(256).unwrap());
+    let storage = StorageConfig::default();
+    let uring =
+        Arc::new(UringBackend::new(Target::file(&file.0).unwrap(), arena, DriverConfig::for_storage(storage)).unwrap());
+    let spy = ThreadSpy {
+        pages: MemPages::new(),
+        submitter: std::thread::current().id(),
+        on_submitter: AtomicU64::new(0),
+        elsewhere: AtomicU64::new(0),
+    };
+    let engine =
+        Arc::new(Engine::new(file_map(1024).unwrap(), OwnedStorage::new(storage), uring.clone(), spy).unwrap());
+    assert!(uring.connect(&engine));
+    let spy = engine.page_ops();
+    {
+        let mut fg = uring.foreground();
+        read_burst(&engine, 1000, || {
+            fg.wait(Duration::from_millis(1));
+        });
+        let t = Instant::now();
+        while engine.in_flight() != 0 {
+            assert!(t.elapsed() < Duration::from_secs(10), "the foreground waiter never completed its requests");
+            fg.wait(Duration::from_millis(1));
+        }
+        assert_eq!(fg.wait(Duration::from_secs(5)), 0, "nothing in flight: wait returns at once");
+    }
+    let mine = spy.on_submitter.load(Ordering::Relaxed);
+    assert_eq!(mine + spy.elsewhere.load(Ordering::Relaxed), 1000);
+    // Only the reaper's wait already under way when the waiter arrived may take a batch.
+    assert!(mine >= 1000 - 64, "the waiter completed only {mine} of its 1000 reads itself");
+    // Dropped: the reaper completes everything again, this thread never does.
+    let before = spy.elsewhere.load(Ordering::Relaxed);
+    read_burst(&engine, 300, std::thread::yield_now);
+    wait_idle(&*engine);
+    assert_eq!(spy.on_submitter.load(Ordering::Relaxed), mine, "after the drop no completion runs on the submitter");
+    assert_eq!(spy.elsewhere.load(Ordering::Relaxed) - before, 300);
+    assert_eq!(engine.stats().pages_in, 1300);
+    assert_eq!(spy.pages.violations(), Vec::<String>::new());
+    assert_eq!(spy.pages.pins_held(), 0);
+}
+
 type PreadEngine = Engine<Vec<MapEntry>, OwnedStorage, PreadBackend, &'static MemPages>;
 
 fn pread_rig(name: &str, faults: FaultConfig) -> (Scratch, Arc<Arena>, PreadEngine, &'static MemPages) {
