@@ -10,7 +10,7 @@ use swapdio::{
 
 use crate::callbacks::mode_code;
 use crate::error::{neg, refusal_code, EFAULT, EINVAL, EOVERFLOW};
-use crate::ptr::{mut_slice, ref_from, slice_from};
+use crate::ptr::{check_ptr, mut_slice, ref_from, slice_from};
 use crate::types::{
     swapdio_activation, swapdio_activation_report, swapdio_extent, swapdio_layout, swapdio_map_entry,
     swapdio_mem_layout, swapdio_mode_request, swapdio_refusal, swapdio_run, SWAPDIO_ATTR_ALL, SWAPDIO_CAP_ALL,
@@ -27,11 +27,8 @@ use crate::types::{
 /// `out` is NULL or valid for writing one `swapdio_mem_layout`.
 #[no_mangle]
 pub unsafe extern "C" fn swapdio_map_layout(entries: usize, out: *mut swapdio_mem_layout) -> c_int {
-    if out.is_null() {
-        return neg(EFAULT);
-    }
-    if !out.is_aligned() {
-        return neg(EINVAL);
+    if let Err(e) = check_ptr(out.cast_const()) {
+        return e;
     }
     if entries == 0 {
         return neg(EINVAL);

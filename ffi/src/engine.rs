@@ -18,7 +18,7 @@ use swapdio::{
 
 use crate::callbacks::{CBackend, CPageOps};
 use crate::error::{engine_error, io_result, neg, swap_error, EALREADY, EBUSY, EFAULT, EINVAL, EOVERFLOW};
-use crate::ptr::{check_block, ref_from, slice_from};
+use crate::ptr::{check_block, check_ptr, ref_from, slice_from};
 use crate::types::{
     swapdio_engine, swapdio_engine_config, swapdio_folio, swapdio_fs_context, swapdio_mem_layout, swapdio_mode,
     swapdio_plug, swapdio_run, swapdio_stats, swapdio_storage_config, SWAPDIO_FOLIO_ALL, SWAPDIO_FOLIO_ZERO_PAGE,
@@ -61,11 +61,8 @@ const _: () = {
 const _: () = assert!(size_of::<PlugState>() <= size_of::<[u64; 8]>() && align_of::<PlugState>() <= align_of::<u64>());
 
 fn write_layout(out: *mut swapdio_mem_layout, l: Layout) -> c_int {
-    if out.is_null() {
-        return neg(EFAULT);
-    }
-    if !out.is_aligned() {
-        return neg(EINVAL);
+    if let Err(e) = check_ptr(out.cast_const()) {
+        return e;
     }
     // SAFETY: non-null and aligned (checked); the exported callers require `out` to be
     // writable.
@@ -223,11 +220,8 @@ pub unsafe extern "C" fn swapdio_engine_init(
     cfg: *const swapdio_engine_config,
     out: *mut *mut swapdio_engine,
 ) -> c_int {
-    if out.is_null() {
-        return neg(EFAULT);
-    }
-    if !out.is_aligned() {
-        return neg(EINVAL);
+    if let Err(e) = check_ptr(out.cast_const()) {
+        return e;
     }
     // SAFETY: `out` is non-null, aligned and writable by the contract.
     unsafe { out.write(core::ptr::null_mut()) };
@@ -325,11 +319,8 @@ pub unsafe extern "C" fn swapdio_engine_fini(engine: *mut swapdio_engine) -> c_i
 #[no_mangle]
 pub unsafe extern "C" fn swapdio_engine_new(cfg: *const swapdio_engine_config, out: *mut *mut swapdio_engine) -> c_int {
     use crate::error::ENOMEM;
-    if out.is_null() {
-        return neg(EFAULT);
-    }
-    if !out.is_aligned() {
-        return neg(EINVAL);
+    if let Err(e) = check_ptr(out.cast_const()) {
+        return e;
     }
     // SAFETY: `out` is non-null, aligned and writable by the contract.
     unsafe { out.write(core::ptr::null_mut()) };
@@ -401,11 +392,8 @@ pub unsafe extern "C" fn swapdio_engine_lookup(
     slot: u64,
     out: *mut swapdio_run,
 ) -> c_int {
-    if out.is_null() {
-        return neg(EFAULT);
-    }
-    if !out.is_aligned() {
-        return neg(EINVAL);
+    if let Err(e) = check_ptr(out.cast_const()) {
+        return e;
     }
     // SAFETY: forwarded from this function's contract.
     unsafe {
@@ -692,11 +680,8 @@ pub unsafe extern "C" fn swapdio_deactivate(engine: *const swapdio_engine) -> c_
 /// `engine` is NULL or a live handle; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn swapdio_engine_stats(engine: *const swapdio_engine, out: *mut swapdio_stats) -> c_int {
-    if out.is_null() {
-        return neg(EFAULT);
-    }
-    if !out.is_aligned() {
-        return neg(EINVAL);
+    if let Err(e) = check_ptr(out.cast_const()) {
+        return e;
     }
     // SAFETY: forwarded from this function's contract.
     unsafe {

@@ -6,17 +6,24 @@ use core::mem::size_of;
 
 use crate::error::{neg, EFAULT, EINVAL};
 
-/// A shared reference from a C pointer.
-///
-/// # Safety
-/// `p` is NULL or points to an initialised `T` that is not mutated for `'a`.
-pub(crate) unsafe fn ref_from<'a, T>(p: *const T) -> Result<&'a T, i32> {
+/// Checks a pointer the library will read or write: NULL is `-EFAULT`, misaligned
+/// `-EINVAL`.
+pub(crate) fn check_ptr<T>(p: *const T) -> Result<(), i32> {
     if p.is_null() {
         return Err(neg(EFAULT));
     }
     if !p.is_aligned() {
         return Err(neg(EINVAL));
     }
+    Ok(())
+}
+
+/// A shared reference from a C pointer.
+///
+/// # Safety
+/// `p` is NULL or points to an initialised `T` that is not mutated for `'a`.
+pub(crate) unsafe fn ref_from<'a, T>(p: *const T) -> Result<&'a T, i32> {
+    check_ptr(p)?;
     // SAFETY: non-null and aligned (checked); valid and initialised by the contract.
     Ok(unsafe { &*p })
 }
