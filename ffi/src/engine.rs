@@ -220,18 +220,35 @@ pub unsafe extern "C" fn swapdio_engine_init(
     cfg: *const swapdio_engine_config,
     out: *mut *mut swapdio_engine,
 ) -> c_int {
+    let make = |cfg: &swapdio_engine_config| {
+        // SAFETY: `mem`, `mem_size` and the tables are valid as this function requires.
+        unsafe { init_in(mem.cast::<u8>(), mem_size, cfg, [NO_HEAP; 3]) }
+    };
+    // SAFETY: forwarded from this function's contract.
+    unsafe { construct(cfg, out, make) }
+}
+
+/// The constructors' shared contract: `*out` is set to NULL first, `cfg` is read, and
+/// the handle `make` returns is stored only on success.
+///
+/// # Safety
+/// `out` is NULL or writable; `cfg` is NULL or valid for the call.
+unsafe fn construct(
+    cfg: *const swapdio_engine_config,
+    out: *mut *mut swapdio_engine,
+    make: impl FnOnce(&swapdio_engine_config) -> Result<*mut swapdio_engine, c_int>,
+) -> c_int {
     if let Err(e) = check_ptr(out.cast_const()) {
         return e;
     }
-    // SAFETY: `out` is non-null, aligned and writable by the contract.
+    // SAFETY: `out` is non-null, aligned (checked) and writable by the contract.
     unsafe { out.write(core::ptr::null_mut()) };
     // SAFETY: forwarded from this function's contract.
     let cfg = match unsafe { ref_from(cfg) } {
         Ok(c) => c,
         Err(e) => return e,
     };
-    // SAFETY: forwarded from this function's contract.
-    match unsafe { init_in(mem.cast::<u8>(), mem_size, cfg, [NO_HEAP; 3]) } {
+    match make(cfg) {
         Ok(e) => {
             // SAFETY: as above.
             unsafe { out.write(e) };
@@ -318,29 +335,31 @@ pub unsafe extern "C" fn swapdio_engine_fini(engine: *mut swapdio_engine) -> c_i
 #[cfg(feature = "std")]
 #[no_mangle]
 pub unsafe extern "C" fn swapdio_engine_new(cfg: *const swapdio_engine_config, out: *mut *mut swapdio_engine) -> c_int {
-    use crate::error::ENOMEM;
-    if let Err(e) = check_ptr(out.cast_const()) {
-        return e;
-    }
-    // SAFETY: `out` is non-null, aligned and writable by the contract.
-    unsafe { out.write(core::ptr::null_mut()) };
+    let make = |cfg: &swapdio_engine_config| {
+        // SAFETY: `cfg.map` and the tables are valid as this function requires.
+        unsafe { new_on_heap(cfg) }
+    };
     // SAFETY: forwarded from this function's contract.
-    let cfg = match unsafe { ref_from(cfg) } {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
+    unsafe { construct(cfg, out, make) }
+}
+
+/// `swapdio_engine_new`'s allocation: engine, storage and a copy of the map on the heap,
+/// owned by the engine until `swapdio_engine_fini`.
+///
+/// # Safety
+/// `cfg.map` is NULL or holds `cfg.map_entries` entries; the tables are valid, as
+/// `swapdio_engine_new` requires.
+#[cfg(feature = "std")]
+unsafe fn new_on_heap(cfg: &swapdio_engine_config) -> Result<*mut swapdio_engine, c_int> {
+    use crate::error::ENOMEM;
     // SAFETY: forwarded: `map` holds `map_entries` entries.
-    let map = match unsafe { slice_from(cfg.map, cfg.map_entries) } {
-        Ok(m) if !m.is_empty() => m,
-        Ok(_) => return neg(EINVAL),
-        Err(e) => return e,
-    };
-    let storage = match storage_layout(&cfg.storage_config) {
-        Ok(s) => s.layout,
-        Err(e) => return e,
-    };
+    let map = unsafe { slice_from(cfg.map, cfg.map_entries) }?;
+    if map.is_empty() {
+        return Err(neg(EINVAL));
+    }
+    let storage = storage_layout(&cfg.storage_config)?.layout;
     let Ok(map_layout) = Layout::array::<MapEntry>(map.len()) else {
-        return neg(EOVERFLOW);
+        return Err(neg(EOVERFLOW));
     };
     let engine_layout = Layout::new::<EngineObj>();
     let mut blocks = [NO_HEAP; 3];
@@ -359,24 +378,14 @@ pub unsafe extern "C" fn swapdio_engine_new(cfg: *const swapdio_engine_config, o
     let [eb, sb, mb] = blocks;
     if eb.ptr.is_null() || sb.ptr.is_null() || mb.ptr.is_null() {
         free(&blocks);
-        return neg(ENOMEM);
+        return Err(neg(ENOMEM));
     }
     // SAFETY: `mb` holds `map.len()` entries (its layout), does not overlap `map`.
     unsafe { core::ptr::copy_nonoverlapping(map.as_ptr(), mb.ptr.cast(), map.len()) };
     let heap_cfg = swapdio_engine_config { map: mb.ptr.cast(), storage: sb.ptr.cast(), storage_size: sb.size, ..*cfg };
     // SAFETY: the blocks are fresh allocations of the right layouts, owned by the engine
     // until `swapdio_engine_fini` frees them; the tables are the caller's (contract).
-    match unsafe { init_in(eb.ptr, eb.size, &heap_cfg, blocks) } {
-        Ok(e) => {
-            // SAFETY: as above.
-            unsafe { out.write(e) };
-            0
-        }
-        Err(e) => {
-            free(&blocks);
-            e
-        }
-    }
+    unsafe { init_in(eb.ptr, eb.size, &heap_cfg, blocks) }.inspect_err(|_| free(&blocks))
 }
 
 /// Looks up where a slot lives in the engine's map, O(log n) (O(1) for sequential
