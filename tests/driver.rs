@@ -326,9 +326,11 @@ impl PageOps for ThreadSpy {
     }
 }
 
-#[test]
-fn completions_arrive_from_the_reaper_concurrently_with_submission() {
-    let file = Scratch::new("concurrent", 1024, 0);
+type SpiedEngine = Engine<Vec<MapEntry>, OwnedStorage, Arc<UringBackend>, ThreadSpy>;
+
+/// An engine over a 1024-page file on the io_uring driver, connected to its reaper, whose
+/// page operations count the threads completions run on (this thread is the submitter).
+fn spied_engine(file: &Scratch) -> (Arc<UringBackend>, Arc<SpiedEngine>) {
     let arena = Arc::new(Arena::new(256).unwrap());
     let storage = StorageConfig::default();
     let uring =
@@ -342,6 +344,13 @@ fn completions_arrive_from_the_reaper_concurrently_with_submission() {
     let engine =
         Arc::new(Engine::new(file_map(1024).unwrap(), OwnedStorage::new(storage), uring.clone(), spy).unwrap());
     assert!(uring.connect(&engine));
+    (uring, engine)
+}
+
+#[test]
+fn completions_arrive_from_the_reaper_concurrently_with_submission() {
+    let file = Scratch::new("concurrent", 1024, 0);
+    let (_, engine) = spied_engine(&file);
     // 2000 single-page reads through 200 folios, as fast as the pool of 32 allows: the
     // pool only refills because the reaper completes requests while this thread submits.
     let spy = engine.page_ops();
@@ -402,19 +411,7 @@ fn read_burst(
 #[test]
 fn foreground_waiter_completes_its_own_requests_and_hands_back_to_the_reaper_on_drop() {
     let file = Scratch::new("foreground", 1024, 0);
-    let arena = Arc::new(Arena::new(256).unwrap());
-    let storage = StorageConfig::default();
-    let uring =
-        Arc::new(UringBackend::new(Target::file(&file.0).unwrap(), arena, DriverConfig::for_storage(storage)).unwrap());
-    let spy = ThreadSpy {
-        pages: MemPages::new(),
-        submitter: std::thread::current().id(),
-        on_submitter: AtomicU64::new(0),
-        elsewhere: AtomicU64::new(0),
-    };
-    let engine =
-        Arc::new(Engine::new(file_map(1024).unwrap(), OwnedStorage::new(storage), uring.clone(), spy).unwrap());
-    assert!(uring.connect(&engine));
+    let (uring, engine) = spied_engine(&file);
     let spy = engine.page_ops();
     {
         let mut fg = uring.foreground();
