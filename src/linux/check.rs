@@ -13,6 +13,7 @@ use crate::activate::{activate_owned, ActivationError, ActivationReport, ExtentF
 use crate::caps::{IoMode, ModeRequest};
 use crate::errno::Errno;
 use crate::header::{HeaderLimits, SwapHeader};
+#[cfg(feature = "serde")]
 use serde_json::{json, Value};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -91,6 +92,7 @@ impl Verdict {
 
     /// JSON form: `usable`, and either the report (usable KiB, mode, slots, extents,
     /// span, lowest/highest page, bytes lost by cause) or the refusal (reason, errno).
+    #[cfg(feature = "serde")]
     pub fn to_json(&self) -> Value {
         match self {
             Verdict::Usable(r) => json!({
@@ -169,6 +171,7 @@ impl CheckReport {
     }
 
     /// JSON form of the whole report.
+    #[cfg(feature = "serde")]
     pub fn to_json(&self) -> Value {
         let layout = self.layout.as_ref().map(|l| {
             json!({

@@ -443,7 +443,8 @@ pub struct DriverCounters {
 }
 
 /// A snapshot of [`DriverCounters`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[allow(missing_docs)]
 pub struct DriverStats {
     pub submitted: u64,
