@@ -6,7 +6,7 @@
 //! swap-in of 32 adjacent pages per request (the plug's batch, 128 KiB) at QD 8 — the
 //! kernel's `SWAP_CLUSTER_MAX` batching compared with fio's 128 KiB sequential jobs.
 
-use super::stress::{
+use crate::setup::{
     activate_for_io, create_default_file, install_stop_handler, make_driver, make_engine, open_target, percentile,
     DriverArg, ModeArg, Rng, STOP,
 };
@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, default_value = "1G", value_parser = parse_size)]
     pub size: u64,
     /// Duration of each measurement.
-    #[arg(long, default_value = "2s", value_parser = super::stress::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = crate::setup::parse_duration)]
     pub duration: Duration,
     /// Rounds per case: engine, raw loop and fio run in turn this many times and the
     /// median of each is reported (a busy machine shifts all three alike).
@@ -172,7 +172,7 @@ impl PageOps for BenchPages {
     fn event(&self, _: SwapEvent) {}
 }
 
-type BenchEngine = super::stress::SwapEngine<BenchPages>;
+type BenchEngine = crate::setup::SwapEngine<BenchPages>;
 
 fn engine_case(engine: &BenchEngine, rx: &Receiver<u32>, case: &Case, slots: u64, seed: u64, d: Duration) -> Measure {
     engine.page_ops().dir.store(u8::from(case.dir == Dir::Write), Ordering::Relaxed);
@@ -189,8 +189,8 @@ fn engine_case(engine: &BenchEngine, rx: &Receiver<u32>, case: &Case, slots: u64
     // Like fio's single thread, the bench thread reaps its own completions: it has
     // nothing else to do while it waits, so no completion is handed between threads.
     let mut fg = match engine.backend() {
-        super::stress::Driver::Uring(u) => Some(u.foreground()),
-        super::stress::Driver::Pread(_) => None,
+        crate::setup::Driver::Uring(u) => Some(u.foreground()),
+        crate::setup::Driver::Pread(_) => None,
     };
     loop {
         if measuring && (Instant::now() >= deadline || STOP.load(Ordering::Relaxed)) {

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 mod bench;
 mod check;
 mod mkswap;
+mod pattern;
+mod setup;
 mod stress;
 
 /// swapdio: the Linux swap direct-I/O engine, on real swap files.
