@@ -3,7 +3,7 @@
 //!
 //! Used by swapdio's own tests, benches, fuzz targets and examples, and offered to
 //! anyone building a backend or an MM prototype on top of the engine.
-//! [`reference`] holds a page-by-page model of the kernel's activation arithmetic.
+//! [`mod@reference`] holds a page-by-page model of the kernel's activation arithmetic.
 
 pub mod reference;
 

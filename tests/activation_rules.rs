@@ -1,4 +1,4 @@
-//! Activation (swapon), rule by rule (kernel-swap-semantics.md §2): the extent walk of
+//! Activation (swapon), rule by rule (docs/swap-rules.md §2): the extent walk of
 //! `iomap_swapfile_iter` / `iomap_swapfile_add_extent`, its refusals with the kernel's
 //! messages and errno, file mode, opaque (NFS) layouts, the trim report, and bad input
 //! answered with typed errors.

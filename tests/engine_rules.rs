@@ -1,4 +1,4 @@
-//! The swap I/O state machine, rule by rule (kernel-swap-semantics.md §4-§5, issue 2
+//! The swap I/O state machine, rule by rule (docs/swap-rules.md §4-§5, issue 2
 //! items 6-10), driven by the testkit's scripted `MemDevice` and rule-checking
 //! `MemPages`. Every test ends by checking that no page rule was broken and every pin
 //! was dropped.

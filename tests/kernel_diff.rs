@@ -4,7 +4,7 @@
 //! device over a sparse image), then judged twice: by `swapdio check`'s library path
 //! ([`check`], the dry-run swapon) and by the kernel (`swapon(2)`, the size in
 //! `/proc/swaps`, `swapoff(2)`). Rule pinned down: **same verdict, same errno when
-//! refused, exactly the same usable KiB when accepted** (kernel-swap-semantics.md §2).
+//! refused, exactly the same usable KiB when accepted** (docs/swap-rules.md §2).
 //!
 //! Needs root, loop devices, `losetup`, `mkfs.ext4`, `mkfs.xfs`, `mkfs.btrfs`/`btrfs`;
 //! skips (printing why) what is missing. Everything it creates is undone by Drop guards
@@ -491,7 +491,7 @@ fn check_agrees_with_kernel_swapon_on_real_filesystems() {
                     "misaligned-3k-filler",
                     &interleaved(d, "mis3", 128, PAGE_SIZE, 3072, 3072),
                 );
-                // kernel-swap-semantics.md: 16 MiB in misaligned 4 KiB pieces on 1 KiB xfs.
+                // docs/swap-rules.md §2: 16 MiB in misaligned 4 KiB pieces on 1 KiB xfs.
                 compare(&mut rows, "xfs-1k", "misaligned-16M", &interleaved(d, "mis16", 4096, PAGE_SIZE, 1024, 1024));
             }
             Err(e) => skipped.push(format!("xfs 1k: {e}")),

@@ -1,7 +1,7 @@
 //! A small, obviously-correct reference model of the kernel's swapfile activation
 //! arithmetic (`read_swap_header` size rules, `iomap_swapfile_iter`,
 //! `iomap_swapfile_add_extent`, `add_swap_extent`), written page by page so that it
-//! shares no arithmetic shortcut with [`crate::activate`].
+//! shares no arithmetic shortcut with [`crate::activate()`].
 //!
 //! Each accumulated run of physically adjacent mappings is expanded into the list of
 //! whole physical pages it contains (a page is in the run when its first and last
