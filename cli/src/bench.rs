@@ -52,7 +52,9 @@ pub struct Args {
     /// Skip fio even when it is installed.
     #[arg(long)]
     pub no_fio: bool,
-    /// Only the cases whose name contains this.
+    /// Only the cases whose name contains this, compared loosely: case, spaces,
+    /// dashes and `x` are ignored ("swap-in 4k random QD32", "swapin4krandomqd32" and
+    /// "4k random" all match). No matching case is an error, before anything is created.
     #[arg(long)]
     pub only: Option<String>,
     /// Seed of the random positions.
@@ -359,6 +361,43 @@ fn fio_available() -> bool {
     std::process::Command::new("fio").arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
 }
 
+/// `path` as a fio `--filename` value. fio splits that option on `:` (several files
+/// for one job) unless the colon is escaped as `\:`, so `x:y.swap` would make fio
+/// write into `x` and `y.swap` instead of the swap file. A path fio cannot take
+/// unambiguously (not UTF-8, or holding a backslash that an escape would change) is
+/// refused: the fio column is then skipped, never pointed at other files.
+fn fio_filename(path: &Path) -> Option<String> {
+    let s = path.to_str()?;
+    if s.contains('\\') {
+        return None;
+    }
+    Some(s.replace(':', "\\:"))
+}
+
+/// A case name reduced for loose `--only` matching: lower case, `sequential` as `seq`,
+/// without spaces, dashes, underscores and the `x`/`×` of `32x4k` (so the README's and
+/// the table's spellings both match).
+fn loose(s: &str) -> String {
+    s.to_ascii_lowercase()
+        .replace("sequential", "seq")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() && *c != 'x')
+        .collect()
+}
+
+/// The cases `--only` selects (all without it); an error when it matches none, naming
+/// the cases there are.
+fn selected_cases(only: Option<&str>) -> Result<Vec<&'static Case>, String> {
+    let Some(o) = only else { return Ok(CASES.iter().collect()) };
+    let want = loose(o);
+    let cases: Vec<&Case> = CASES.iter().filter(|c| loose(c.name).contains(&want)).collect();
+    if cases.is_empty() {
+        let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+        return Err(format!("--only {o:?} matches no case; the cases are: {}", names.join(", ")));
+    }
+    Ok(cases)
+}
+
 fn fio_case(path: &Path, file_size: u64, case: &Case, d: Duration) -> Option<Measure> {
     let rw = match (case.dir, case.random) {
         (Dir::Read, true) => "randread",
@@ -369,7 +408,7 @@ fn fio_case(path: &Path, file_size: u64, case: &Case, d: Duration) -> Option<Mea
     let out = std::process::Command::new("fio")
         .args([
             "--name=swapdio-bench",
-            &format!("--filename={}", path.display()),
+            &format!("--filename={}", fio_filename(path)?),
             &format!("--rw={rw}"),
             &format!("--bs={}k", case.pages * 4),
             &format!("--iodepth={}", case.qd),
@@ -432,6 +471,7 @@ pub fn run(args: Args, json: bool) -> ExitCode {
 }
 
 fn bench(args: &Args, json: bool) -> Result<(), String> {
+    let cases = selected_cases(args.only.as_deref())?;
     let (path, _created) = match &args.file {
         Some(p) => (p.clone(), None),
         None => {
@@ -452,7 +492,11 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
     let raw_map = SwapMap::new(act.map.entries().to_vec(), mode).map_err(|e| e.to_string())?;
     let (tx, rx) = channel();
     let engine = make_engine(act.map, storage, driver, BenchPages { dir: AtomicU8::new(0), done: tx })?;
-    let fio = !args.no_fio && fio_available();
+    let fio_name_ok = fio_filename(&path).is_some();
+    if !fio_name_ok && !args.no_fio && !json {
+        eprintln!("swapdio bench: fio cannot be given {} unambiguously: fio column skipped", path.display());
+    }
+    let fio = !args.no_fio && fio_name_ok && fio_available();
     if !json {
         eprintln!(
             "swapdio bench: {} ({} MiB, {} mode), {:?} per measurement, median of {} rounds, fio {}",
@@ -471,12 +515,9 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
         );
     }
     let mut rows = Vec::new();
-    for case in CASES.iter() {
+    for case in cases {
         if STOP.load(Ordering::Relaxed) {
             break;
-        }
-        if args.only.as_ref().is_some_and(|o| !case.name.contains(o.as_str())) {
-            continue;
         }
         if !json {
             eprintln!("  {} ...", case.name);
@@ -546,4 +587,32 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
     }
     println!("layout lease: {lease}; driver: {driver_stats:?}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_fio_filename_escapes_colons_so_fio_opens_one_file() {
+        assert_eq!(fio_filename(Path::new("x:y.swap")).as_deref(), Some("x\\:y.swap"));
+        assert_eq!(fio_filename(Path::new("/a:b/c:d")).as_deref(), Some("/a\\:b/c\\:d"));
+        assert_eq!(fio_filename(Path::new("plain.swap")).as_deref(), Some("plain.swap"));
+        assert_eq!(fio_filename(Path::new("back\\slash:x")), None);
+    }
+
+    #[test]
+    fn bench_only_matches_loosely_and_fails_on_no_match() {
+        let names = |o: &str| selected_cases(Some(o)).map(|v| v.iter().map(|c| c.name).collect::<Vec<_>>());
+        assert_eq!(names("swap-in 4k random QD32").unwrap(), vec!["swap-in  4k random QD32"]);
+        assert_eq!(names("swapin-4k-random-qd1").unwrap(), vec!["swap-in  4k random QD1"]);
+        assert_eq!(names("swap-in 4k random").unwrap().len(), 2);
+        assert_eq!(names("seq 32x4k").unwrap().len(), 2);
+        // The README's spelling.
+        assert_eq!(names("swap-out sequential 32×4k plugged QD8").unwrap(), vec!["swap-out seq 32x4k plugged QD8"]);
+        assert_eq!(names("SWAP-OUT SEQ").unwrap(), vec!["swap-out seq 32x4k plugged QD8"]);
+        let err = names("nothing like it").unwrap_err();
+        assert!(err.contains("matches no case") && err.contains("swap-in  4k random QD1"), "{err}");
+        assert_eq!(selected_cases(None).unwrap().len(), CASES.len());
+    }
 }
