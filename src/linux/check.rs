@@ -83,7 +83,7 @@ impl Verdict {
         }
     }
 
-    fn from_result(r: Result<ActivationReport, ActivationError>) -> Verdict {
+    pub(crate) fn from_result(r: Result<ActivationReport, ActivationError>) -> Verdict {
         match r {
             Ok(rep) => Verdict::Usable(rep),
             Err(e) => Verdict::Refused(e.into()),

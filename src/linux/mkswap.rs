@@ -84,7 +84,7 @@ fn fs_kind(file: &File) -> io::Result<FsKind> {
     Ok(FsKind::from_magic(fstatfs(file)?.f_type as i64))
 }
 
-fn random_uuid() -> [u8; 16] {
+pub(crate) fn random_uuid() -> [u8; 16] {
     let mut u = [0u8; 16];
     if let Ok(mut f) = File::open("/dev/urandom") {
         let _ = f.read_exact(&mut u);

@@ -10,5 +10,6 @@ pub mod direct;
 pub mod layout;
 pub mod lease;
 pub mod mkswap;
+pub mod nbd;
 pub mod pread;
 pub mod uring;
