@@ -95,7 +95,12 @@ fn tmpfs_file_is_refused_saying_there_is_no_extent_map() {
         return;
     }
     let p = shm.join(format!("swapdio-tmpfs-{}", std::process::id()));
-    let _ = create_swap_file(&p, 16 * PAGE);
+    // mkswap refuses tmpfs before writing anything and leaves nothing behind.
+    let made = create_swap_file(&p, 16 * PAGE);
+    let left_behind = p.exists();
+    let mut bytes = vec![0u8; 16 * PAGE as usize];
+    swapdio::SwapHeader::new(16, [1; 16], [0; 16]).unwrap().write(&mut bytes[..PAGE_SIZE]).unwrap();
+    std::fs::write(&p, bytes).unwrap();
     let is_tmpfs = on_tmpfs(&p);
     let rep = check(&p, ModeRequest::Auto);
     let _ = std::fs::remove_file(&p);
@@ -103,6 +108,8 @@ fn tmpfs_file_is_refused_saying_there_is_no_extent_map() {
         println!("SKIP: /dev/shm is not tmpfs here");
         return;
     }
+    assert!(matches!(made, Err(LayoutError::NoExtentMap { fs: FsKind::Tmpfs, .. })), "mkswap on tmpfs: {made:?}");
+    assert!(!left_behind, "mkswap on tmpfs left a file behind");
     match rep.kernel {
         Verdict::Refused(r) => {
             assert_eq!(r.errno, Errno::EINVAL);

@@ -472,14 +472,14 @@ pub fn run(args: Args, json: bool) -> ExitCode {
 
 fn bench(args: &Args, json: bool) -> Result<(), String> {
     let cases = selected_cases(args.only.as_deref())?;
-    let (path, _created) = match &args.file {
-        Some(p) => (p.clone(), None),
+    let (path, shown, _created) = match &args.file {
+        Some(p) => (p.clone(), p.display().to_string(), None),
         None => {
             let c = create_default_file(&args.dir, "bench", args.size, json)?;
-            (c.0.clone(), Some(c))
+            (c.path.clone(), c.shown.clone(), Some(c))
         }
     };
-    let act = activate_for_io(&path, args.mode, json)?;
+    let mut act = activate_for_io(&path, args.mode, json)?;
     let mode = act.report.mode;
     let slots = act.map.slots();
     let arena = Arc::new(Arena::new(32 * 32).map_err(|e| format!("arena: {e}"))?);
@@ -500,7 +500,7 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
     if !json {
         eprintln!(
             "swapdio bench: {} ({} MiB, {} mode), {:?} per measurement, median of {} rounds, fio {}",
-            path.display(),
+            shown,
             act.layout.file_size >> 20,
             mode_name(mode),
             args.duration,
@@ -528,9 +528,23 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
             es.push(engine_case(&engine, &rx, case, slots, seed, args.duration));
             raws.extend(raw_case(&raw_target, &raw_map, &arena, case, seed, args.duration));
             if fio {
+                // fio writes through the file: in device mode the guard lifts the
+                // immutable flag for it (the engine is idle meanwhile) and checks on
+                // setting it again that the layout did not change.
+                let frozen = act.guard.is_frozen();
+                if frozen {
+                    act.guard.thaw().map_err(|e| e.to_string())?;
+                }
                 fios.extend(fio_case(&path, act.layout.file_size, case, args.duration));
+                if frozen {
+                    act.guard.freeze().map_err(|e| e.to_string())?;
+                    act.lease.verify().map_err(|e| format!("{e} (while fio ran); stopped"))?;
+                }
             }
         }
+        // The layout must still be the one activated (else stop: later writes could
+        // land where the file no longer is).
+        act.lease.verify().map_err(|e| format!("{e}; stopped after {}", case.name))?;
         let Some(e) = median(es) else { continue };
         let (raw, f) = (median(raws), median(fios));
         rows.push(Row {
@@ -550,7 +564,7 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
     };
     if json {
         let v = serde_json::json!({
-            "file": path.display().to_string(),
+            "file": shown,
             "file_size": act.layout.file_size,
             "mode": mode_name(mode),
             "duration_s": args.duration.as_secs_f64(),

@@ -4,7 +4,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use swapdio::linux::check::{check, mode_name};
-use swapdio::linux::mkswap::{create_swap_file_with_progress, parse_size};
+use swapdio::linux::mkswap::{create_swap_file_with, parse_size, MkswapOptions};
 use swapdio::ModeRequest;
 
 /// Files at least this large get a progress bar.
@@ -13,7 +13,9 @@ const PROGRESS_THRESHOLD: u64 = 256 << 20;
 /// Arguments of `swapdio mkswap`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The swap file to create (replaced if it exists and is not active swap).
+    /// The swap file to create, or a block device to put a swap header on. An existing
+    /// file is replaced only if it is empty or an inactive swap area (else see --force),
+    /// and only once the new file is complete.
     pub path: PathBuf,
     /// Size with an optional K/M/G/T suffix (powers of 1024); a page multiple, at least 2 pages.
     #[arg(long, short, value_parser = parse_size)]
@@ -21,11 +23,16 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Replace an existing file or block device even if it holds data that is not a
+    /// swap area (that data is lost).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `swapdio mkswap`: fallocate + written zeros + header + fsync, mode 0600, NOCOW on
 /// btrfs; then a dry-run swapon of the result.
 pub fn run(args: Args, json: bool) -> ExitCode {
+    crate::setup::recover_stale(json);
     let bar = (!json && !args.quiet && args.size >= PROGRESS_THRESHOLD).then(|| {
         let b = ProgressBar::new(args.size);
         b.set_style(
@@ -36,7 +43,8 @@ pub fn run(args: Args, json: bool) -> ExitCode {
         b.set_message("writing");
         b
     });
-    let res = create_swap_file_with_progress(&args.path, args.size, &mut |done, _| {
+    let opts = MkswapOptions { force: args.force };
+    let res = create_swap_file_with(&args.path, args.size, opts, &mut |done, _| {
         if let Some(b) = &bar {
             b.set_position(done);
         }

@@ -4,6 +4,7 @@
 
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,9 +12,10 @@ use std::time::Duration;
 use swapdio::fault::FaultConfig;
 use swapdio::linux::check::mode_name;
 use swapdio::linux::direct::{Arena, DriverStats, Target};
+use swapdio::linux::guard::{recover_stale_immutable, SwapFileGuard};
 use swapdio::linux::layout::{probe, read_header, FileLayout};
 use swapdio::linux::lease::LayoutLease;
-use swapdio::linux::mkswap::create_swap_file_with_progress;
+use swapdio::linux::mkswap::create_anonymous_swap_file;
 use swapdio::linux::pread::PreadBackend;
 use swapdio::linux::uring::{DriverConfig, UringBackend};
 use swapdio::{
@@ -126,16 +128,18 @@ impl Rng {
     }
 }
 
-/// Stops the workload on SIGINT/SIGTERM so cleanup runs (the swap file is removed).
+/// Stops the workload on SIGINT/SIGTERM/SIGHUP so cleanup runs (the swap file is removed,
+/// the guard restores the file's flags).
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// Installs the SIGINT/SIGTERM handler that sets [`STOP`].
+/// Installs the SIGINT/SIGTERM/SIGHUP handler that sets [`STOP`] (a closed terminal
+/// stops the run like Ctrl-C instead of killing it before cleanup).
 pub fn install_stop_handler() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction with a handler that only stores to an atomic
         // (async-signal-safe); no SA_RESTART so blocking waits see EINTR.
         unsafe {
@@ -147,19 +151,67 @@ pub fn install_stop_handler() {
     }
 }
 
-/// A swap file the command created: removed when dropped (error paths, ctrl-c).
-pub struct CreatedFile(pub PathBuf);
+/// A swap file the command created: anonymous (no name in any directory), so it cannot
+/// outlive the process, whatever ends it. `path` reaches it through `/proc` while the
+/// descriptor is held.
+pub struct CreatedFile {
+    /// `/proc/<pid>/fd/<n>`: opens this very inode (for this process and for fio).
+    pub path: PathBuf,
+    /// What to call it in messages.
+    pub shown: String,
+    _file: std::fs::File,
+}
 
-impl Drop for CreatedFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+/// Removes `swapdio-<what>-<pid>.swap` files that runs of older versions left in `dir`
+/// when they were killed: only regular files whose process is gone, that no swapdio
+/// process holds and that are not active swap.
+fn remove_stale_files(dir: &Path, quiet: bool) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| {
+            let rest = n.strip_prefix("swapdio-stress-").or_else(|| n.strip_prefix("swapdio-bench-"))?;
+            rest.strip_suffix(".swap")?.parse::<i32>().ok()
+        }) else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let alive = pid <= 0 || unsafe { libc::kill(pid, 0) } == 0 || io_errno() != libc::ESRCH;
+        if alive || !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let p = e.path();
+        // Held by a live swapdio (pid reused) or active swap: leave it.
+        let Ok(_lock) = SwapFileGuard::acquire(&p) else { continue };
+        if probe(&p).is_err_and(|e| matches!(e, swapdio::linux::layout::LayoutError::ActiveSwap { .. })) {
+            continue;
+        }
+        if std::fs::remove_file(&p).is_ok() && !quiet {
+            eprintln!("swapdio: removed {} left by a run that was killed (pid {pid})", p.display());
+        }
     }
 }
 
-/// Creates `dir/swapdio-<what>-<pid>.swap` of `size` bytes with a progress bar.
+fn io_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Undoes what killed runs left behind: the immutable flag the guard sets in device
+/// mode (restored), and says so.
+pub fn recover_stale(quiet: bool) {
+    for p in recover_stale_immutable() {
+        if !quiet {
+            eprintln!("swapdio: restored the inode flags of {} (left immutable by a run that was killed)", p.display());
+        }
+    }
+}
+
+/// Creates an anonymous swap file of `size` bytes in `dir` (`O_TMPFILE`, or a file
+/// unlinked as soon as it is open), with a progress bar; first removes stale files of
+/// killed runs there.
 pub fn create_default_file(dir: &Path, what: &str, size: u64, quiet: bool) -> Result<CreatedFile, String> {
-    let path = dir.join(format!("swapdio-{what}-{}.swap", std::process::id()));
-    let guard = CreatedFile(path.clone());
+    remove_stale_files(dir, quiet);
+    let shown = format!("anonymous {what} file in {} (gone when swapdio exits)", dir.display());
     let bar = (!quiet).then(|| {
         let b = ProgressBar::new(size);
         b.set_style(
@@ -167,10 +219,10 @@ pub fn create_default_file(dir: &Path, what: &str, size: u64, quiet: bool) -> Re
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        b.set_message(path.display().to_string());
+        b.set_message(format!("swap file in {}", dir.display()));
         b
     });
-    let res = create_swap_file_with_progress(&path, size, &mut |done, _| {
+    let res = create_anonymous_swap_file(dir, size, &mut |done, _| {
         if let Some(b) = &bar {
             b.set_position(done);
         }
@@ -178,27 +230,33 @@ pub fn create_default_file(dir: &Path, what: &str, size: u64, quiet: bool) -> Re
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    res.map_err(|e| format!("cannot create swap file: {e}"))?;
-    Ok(guard)
+    let file = res.map_err(|e| format!("cannot create swap file: {e}"))?;
+    let path = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd()));
+    Ok(CreatedFile { path, shown, _file: file })
 }
 
-/// An activated swap file: its layout, the core's map and report, and the lease.
+/// An activated swap file: its layout, the core's map and report, the lease, and the
+/// guard (lock; in device mode the file is immutable until the guard drops).
 pub struct Activated {
     pub layout: FileLayout,
     pub map: SwapMap<Vec<MapEntry>>,
     pub report: ActivationReport,
     pub lease: LayoutLease,
+    pub guard: SwapFileGuard,
 }
 
 /// swapon for swapdio's own drivers: probe the layout (fsync + FIEMAP), read page 0,
-/// run the core's activation, record the lease.
-pub fn activate_file(path: &Path, mode: ModeRequest) -> Result<Activated, String> {
+/// run the core's activation, record the lease. `guard` must hold `path`.
+fn activate_file(path: &Path, mode: ModeRequest, guard: SwapFileGuard) -> Result<Activated, String> {
     let layout = probe(path).map_err(|e| format!("swapon: {e}"))?;
+    if (layout.device, layout.inode) != guard.id() && layout.fs != swapdio::linux::layout::FsKind::BlockDevice {
+        return Err(format!("{}: replaced while being activated", path.display()));
+    }
     let header = read_header(path).map_err(|e| format!("swapon: {e}"))?;
     let (map, report) = activate_owned(&layout.activation_request(&header, mode))
         .map_err(|e| format!("{}: {e} (errno {})", path.display(), e.errno().0))?;
     let lease = LayoutLease::new(&layout, report.mode);
-    Ok(Activated { layout, map, report, lease })
+    Ok(Activated { layout, map, report, lease, guard })
 }
 
 /// Opens where the activated mode's I/O goes: the block device (device mode) or the file.
@@ -210,22 +268,36 @@ pub fn open_target(act: &Activated) -> Result<Target, String> {
     .map_err(|e| format!("cannot open the {} mode target: {e}", mode_name(act.report.mode)))
 }
 
-/// Activates `path` in `mode`. With `auto`, if device mode was chosen but the block
-/// device cannot be opened (a container without access to the disk), activates again in
-/// file mode and says so.
+/// Activates `path` in `mode` under the swap-file guard: first an exclusive lock
+/// (another swapdio process using the file is refused). In device mode the file is then
+/// made immutable (its blocks cannot be freed and handed to another file while swapdio
+/// writes to them) and its layout checked again, unchanged since activation. With
+/// `auto`, if device mode was chosen but the block device cannot be opened or the file
+/// cannot be made immutable, activates again in file mode and says so.
 pub fn activate_for_io(path: &Path, mode: ModeArg, quiet: bool) -> Result<Activated, String> {
-    let act = activate_file(path, mode.request())?;
-    if mode != ModeArg::Auto || act.report.mode != IoMode::Device {
+    recover_stale(quiet);
+    let guard = SwapFileGuard::acquire(path).map_err(|e| e.to_string())?;
+    let mut act = activate_file(path, mode.request(), guard)?;
+    if act.report.mode != IoMode::Device {
         return Ok(act);
     }
-    match open_target(&act) {
-        Ok(_) => Ok(act),
-        Err(e) => {
+    let protected = open_target(&act).map(drop).and_then(|()| {
+        act.guard.freeze().map_err(|e| {
+            format!("{e}: device mode writes to the file's blocks and needs the file immutable (CAP_LINUX_IMMUTABLE)")
+        })
+    });
+    match protected {
+        Ok(()) => {
+            act.lease.verify().map_err(|e| format!("{e}; not started"))?;
+            Ok(act)
+        }
+        Err(e) if mode == ModeArg::Auto => {
             if !quiet {
                 eprintln!("swapdio: {e}; using file mode (pass --mode device to insist)");
             }
-            activate_file(path, ModeRequest::File)
+            activate_file(path, ModeRequest::File, act.guard)
         }
+        Err(e) => Err(e),
     }
 }
 
@@ -279,6 +351,40 @@ pub fn make_engine<P: PageOps + Send + Sync + 'static>(
     }
     Ok(engine)
 }
+
+/// Re-checks an activated file's layout while a workload runs: every `every`, and at
+/// once whenever the error count grew (a hole punched under file mode shows up as
+/// `ENOSPC`, a kernel swapon as `ETXTBSY`). [`LayoutLease::verify`] reports a moved,
+/// freed or added extent, a size change, a replaced file, and a file the kernel has
+/// activated as swap; the caller then stops writing.
+pub struct LayoutWatch {
+    every: Duration,
+    last: std::time::Instant,
+    errors: u64,
+}
+
+impl LayoutWatch {
+    /// A watch that re-checks every `every`.
+    pub fn new(every: Duration) -> LayoutWatch {
+        LayoutWatch { every, last: std::time::Instant::now(), errors: 0 }
+    }
+
+    /// `Some(what changed)` when it is time to look (or `errors` grew) and the layout
+    /// is no longer the one activated.
+    pub fn poll(&mut self, lease: &LayoutLease, errors: u64) -> Option<String> {
+        if errors == self.errors && self.last.elapsed() < self.every {
+            return None;
+        }
+        self.errors = errors;
+        self.last = std::time::Instant::now();
+        lease.verify().err().map(|e| e.to_string())
+    }
+}
+
+/// Exit status of `stress` and `bench` when the swap file's layout changed during the
+/// run (or the kernel activated it): writing stopped at once; what was written since the
+/// last check cannot be trusted.
+pub const EXIT_LAYOUT_CHANGED: u8 = 4;
 
 /// Latency percentile (`q` in 0..=100) of sorted samples.
 pub fn percentile(sorted: &[u32], q: usize) -> u32 {

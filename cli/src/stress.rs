@@ -1,14 +1,14 @@
 //! `swapdio stress` — the main job: a verified swap-out/swap-in workload on a real swap
 //! file, through the engine and the io_uring (or pread) driver.
 //!
-//! With no arguments: creates a 256 MiB swap file in the current directory, activates
+//! With no arguments: creates an anonymous 256 MiB swap file (`O_TMPFILE`) in the current directory, activates
 //! it (layout probe + the core's activation, the kernel's swapon arithmetic), and for
 //! 10 s mixes random and sequential (plugged) swap-outs and swap-ins. Every page written
 //! is stamped with its slot and a generation; every page read back is checked against
 //! the latest generation written to that slot, and a final pass reads back every slot
 //! ever written. A failed write leaves the page dirty (the kernel's redirty rule) and it
-//! is written again later. The file is removed afterwards, also after an error or
-//! ctrl-c. Exits non-zero on any mismatch, lost page, page-rule violation or moved extent.
+//! is written again later. The file has no name and vanishes with the process (also after an error,
+//! ctrl-c or kill -9). Exits non-zero on any mismatch, lost page, page-rule violation or moved extent.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -28,7 +28,7 @@ use swapdio::{FolioId, FsContext, PageOps, StorageConfig, SwapError, SwapEvent, 
 use crate::pattern::{describe, stamp};
 use crate::setup::{
     activate_for_io, create_default_file, install_stop_handler, make_driver, make_engine, parse_duration, percentile,
-    DriverArg, ModeArg, Rng, SwapEngine, STOP,
+    DriverArg, LayoutWatch, ModeArg, Rng, SwapEngine, EXIT_LAYOUT_CHANGED, STOP,
 };
 const PAGE: usize = PAGE_SIZE;
 
@@ -235,6 +235,13 @@ struct PageRec {
 struct OpRec {
     start: Instant,
     remaining: u32,
+}
+
+impl Counts {
+    /// Failed requests of any kind so far.
+    fn errors(&self) -> u64 {
+        self.write_failures + self.read_failures + self.submit_errors
+    }
 }
 
 #[derive(Default, Serialize, Clone, Copy)]
@@ -698,6 +705,9 @@ struct Report {
     page_rule_violations: u64,
     pins_leaked: i64,
     lease: String,
+    /// The layout changed during the run (exit status 4): writing stopped, the final
+    /// read-back was skipped.
+    layout_changed: bool,
     interrupted: bool,
     driver_stats: DriverStats,
 }
@@ -708,7 +718,9 @@ pub fn run(args: Args, json: bool) -> ExitCode {
     match stress(&args, json) {
         Ok(report) => {
             print_report(&report, json);
-            if report.ok {
+            if report.layout_changed {
+                ExitCode::from(EXIT_LAYOUT_CHANGED)
+            } else if report.ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -732,12 +744,12 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
     });
-    // The swap file: the caller's, or a fresh one removed when `_created` drops.
-    let (path, _created) = match &args.file {
-        Some(p) => (p.clone(), None),
+    // The swap file: the caller's, or a fresh anonymous one that is gone when `_created` drops.
+    let (path, shown, _created) = match &args.file {
+        Some(p) => (p.clone(), p.display().to_string(), None),
         None => {
             let c = create_default_file(&args.dir, "stress", args.size, json)?;
-            (c.0.clone(), Some(c))
+            (c.path.clone(), c.shown.clone(), Some(c))
         }
     };
     if STOP.load(Ordering::SeqCst) {
@@ -762,7 +774,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     if !json {
         eprintln!(
             "swapdio stress: {} ({} usable pages, {} extent(s)), {} mode, {} driver, QD {}, {:?}, seed {}{}",
-            path.display(),
+            shown,
             act.report.usable_pages,
             act.report.extents,
             mode_name(mode),
@@ -806,8 +818,14 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     let start = Instant::now();
     let deadline = start + args.duration;
     let mut last_draw = start;
+    let mut watch = LayoutWatch::new(Duration::from_millis(500));
+    let mut layout_changed = None;
     while Instant::now() < deadline && !STOP.load(Ordering::Relaxed) {
         let mut progressed = w.drain_ready() > 0;
+        if let Some(change) = watch.poll(&act.lease, w.counts.errors()) {
+            layout_changed = Some(change);
+            break;
+        }
         let mut idle_tries = 0;
         let mut blocked = false;
         while w.in_flight_ops < qd && idle_tries < 8 {
@@ -847,7 +865,11 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     // Write back whatever is still dirty, then read back every slot ever written.
     w.drain_all();
     let mut to_verify = 0;
-    if !STOP.load(Ordering::Relaxed) {
+    // No write after a layout change: the blocks may no longer be the file's.
+    if layout_changed.is_none() {
+        layout_changed = act.lease.verify().err().map(|e| e.to_string());
+    }
+    if !STOP.load(Ordering::Relaxed) && layout_changed.is_none() {
         bar.set_message("writing back dirty pages");
         w.flush_dirty();
         to_verify = w.final_pass(&bar);
@@ -866,9 +888,10 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
             }
         }
     };
-    let lease = match act.lease.verify() {
-        Ok(()) => "unchanged".to_string(),
-        Err(e) => format!("CHANGED: {e}"),
+    let lease = match (&layout_changed, act.lease.verify()) {
+        (Some(change), _) => format!("CHANGED during the run, writing stopped: {change}"),
+        (None, Ok(())) => "unchanged".to_string(),
+        (None, Err(e)) => format!("CHANGED: {e}"),
     };
     let driver_stats = engine.backend().stats();
     let pages = engine.page_ops();
@@ -876,11 +899,11 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     let pins_leaked = pages.pins_held();
     let slots_written = w.slots.iter().filter(|s| s.committed > 0).count() as u64;
     let unwritten_dirty = w.dirty.len() as u64;
-    let lost = if interrupted { 0 } else { to_verify.saturating_sub(w.verified) };
+    let lost = if interrupted || layout_changed.is_some() { 0 } else { to_verify.saturating_sub(w.verified) };
     latencies.sort_unstable();
     let counts = w.counts;
     let mismatches = counts.mismatches;
-    let errors = counts.write_failures + counts.read_failures + counts.submit_errors;
+    let errors = counts.errors();
     let ok = mismatches == 0
         && lost == 0
         && violations == 0
@@ -890,7 +913,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         && !interrupted;
     Ok(Report {
         ok,
-        file: path.display().to_string(),
+        file: shown,
         created: args.file.is_none(),
         size_bytes: act.layout.file_size,
         mode: mode_name(mode),
@@ -923,6 +946,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         page_rule_violations: violations,
         pins_leaked,
         lease,
+        layout_changed: layout_changed.is_some(),
         interrupted,
         driver_stats,
     })

@@ -85,3 +85,407 @@ fn bench_fio_with_a_colon_in_the_path_touches_no_other_file() {
     assert!(!s.path("y.swap").exists(), "fio created y.swap");
     assert!(!stderr(&out).contains("fio failed"), "{}", stderr(&out));
 }
+
+// ---- helpers for runs in the background and for root-only tests --------------------------
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use swapdio::linux::guard::{GuardError, SwapFileGuard, FS_IMMUTABLE_FL};
+use swapdio::linux::layout::inode_flags;
+
+/// `Some(reason)` when root-only tests cannot run here; with `SWAPDIO_REQUIRE_ROOT=1`
+/// (CI) that is a failure instead of a skip.
+fn root_skip(tools: &[&str]) -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    let reason = if unsafe { libc::geteuid() } != 0 {
+        Some("not root".to_string())
+    } else {
+        tools.iter().find(|t| !have(t)).map(|t| format!("{t} not installed"))
+    };
+    if let Some(r) = &reason {
+        assert!(std::env::var_os("SWAPDIO_REQUIRE_ROOT").is_none(), "SWAPDIO_REQUIRE_ROOT is set but: {r}");
+    }
+    reason
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+}
+
+fn sh(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A loop device over a sparse image, with an ext4 filesystem on it when `mkfs`;
+/// unmounted, detached and removed on drop.
+struct Loop {
+    image: PathBuf,
+    dev: Option<String>,
+    mnt: Option<PathBuf>,
+}
+
+impl Loop {
+    fn new(tag: &str, mib: u64, mkfs: bool) -> Result<Loop, String> {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("safety-{tag}-{}", std::process::id()));
+        let mut l = Loop { image: base.with_extension("img"), dev: None, mnt: None };
+        let f = std::fs::File::create(&l.image).map_err(|e| e.to_string())?;
+        f.set_len(mib << 20).map_err(|e| e.to_string())?;
+        drop(f);
+        l.dev = Some(sh("losetup", &["-f", "--show", &l.image.display().to_string()])?);
+        if mkfs {
+            let dev = l.dev.clone().unwrap_or_default();
+            sh("mkfs.ext4", &["-q", "-F", "-b", "4096", "-E", "nodiscard", &dev])?;
+            let mnt = base.with_extension("mnt");
+            std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+            sh("mount", &[&dev, &mnt.display().to_string()])?;
+            l.mnt = Some(mnt);
+        }
+        Ok(l)
+    }
+    fn dir(&self) -> &Path {
+        self.mnt.as_deref().expect("mounted")
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        if let Some(m) = &self.mnt {
+            // Whatever a failed test left immutable must not keep the umount from working.
+            let _ = Command::new("chattr").arg("-R").arg("-i").arg(m).output();
+            let _ = sh("umount", &[&m.display().to_string()]);
+            let _ = std::fs::remove_dir(m);
+        }
+        if let Some(d) = &self.dev {
+            let _ = sh("losetup", &["-d", d]);
+        }
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// A background `swapdio` run, killed (SIGKILL) and reaped on drop if still running.
+struct Bg(Option<Child>);
+
+impl Bg {
+    fn spawn(args: &[&str], paths: &[&Path]) -> Bg {
+        let mut c = Command::new(BIN);
+        c.args(args).args(paths).stdout(Stdio::piped()).stderr(Stdio::piped());
+        Bg(Some(c.spawn().expect("spawn swapdio")))
+    }
+    fn pid(&self) -> i32 {
+        self.0.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+    /// Waits until the child printed a line starting with `prefix` on stderr (then
+    /// keeps draining stderr in a thread so the child never blocks on it).
+    fn wait_for_stderr(&mut self, prefix: &str, limit: Duration) -> bool {
+        let Some(err) = self.0.as_mut().and_then(|c| c.stderr.take()) else { return false };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let prefix = prefix.to_string();
+        std::thread::spawn(move || {
+            let mut seen = false;
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if !seen && line.starts_with(&prefix) {
+                    seen = true;
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(limit).is_ok()
+    }
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+    /// Waits for the exit (SIGKILL after `limit`) and returns the output.
+    fn finish(mut self, limit: Duration) -> Output {
+        let mut child = self.0.take().expect("child");
+        let t = Instant::now();
+        while child.try_wait().ok().flatten().is_none() && t.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = child.kill();
+        }
+        child.wait_with_output().expect("wait")
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits until another process holds `path`'s swapdio lock.
+fn wait_locked(path: &Path, limit: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if matches!(SwapFileGuard::acquire(path), Err(GuardError::Busy { .. })) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn is_immutable(path: &Path) -> bool {
+    let f = std::fs::File::open(path).unwrap();
+    inode_flags(&f).unwrap() & FS_IMMUTABLE_FL != 0
+}
+
+fn on_tmpfs(dir: &Path) -> bool {
+    Command::new("stat").args(["-f", "-c", "%T"]).arg(dir).output().is_ok_and(|o| o.stdout.starts_with(b"tmpfs"))
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+// ---- mkswap (findings 3, 4, 13) ----------------------------------------------------------
+
+#[test]
+fn mkswap_refuses_existing_data_and_too_large_sizes_without_touching_the_file() {
+    let s = Scratch::new("precious");
+    let p = s.path("precious.txt");
+    std::fs::write(&p, b"irreplaceable").unwrap();
+    let out = swapdio(&["mkswap", "--size", "1T"], &[&p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a swap area"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&p).unwrap(), b"irreplaceable");
+    // Forced but larger than the free space: refused before anything is written.
+    let out = swapdio(&["mkswap", "--force", "--size", "8T"], &[&p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not enough free space"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&p).unwrap(), b"irreplaceable");
+    assert_eq!(std::fs::read_dir(&s.0).unwrap().count(), 1, "mkswap left files behind");
+    // Forced and fitting: replaced.
+    let out = swapdio(&["mkswap", "--force", "--size", "64K"], &[&p]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), 64 << 10);
+}
+
+#[test]
+fn mkswap_killed_midway_leaves_nothing_behind() {
+    let s = Scratch::new("killed");
+    let p = s.path("new.swap");
+    // The file-size limit kills mkswap (SIGXFSZ) while it allocates.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -f 1024; exec \"$0\" mkswap --size 64M \"$1\"")
+        .arg(BIN)
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let left: Vec<_> = std::fs::read_dir(&s.0).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "a failed mkswap left {left:?}");
+}
+
+#[test]
+fn mkswap_checks_the_type_before_touching_a_fifo() {
+    let s = Scratch::new("fifo");
+    let p = s.path("fifo");
+    assert!(Command::new("mkfifo").arg("-m").arg("644").arg(&p).status().unwrap().success());
+    let out = swapdio(&["mkswap", "--size", "64K"], &[&p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a regular file or block device"), "{}", stderr(&out));
+    assert_eq!(mode_of(&p), 0o644, "mkswap changed the FIFO's mode");
+}
+
+#[test]
+fn mkswap_checks_the_type_before_touching_a_character_device() {
+    if let Some(r) = root_skip(&["mknod"]) {
+        println!("SKIP: {r} (mknod needs root)");
+        return;
+    }
+    let s = Scratch::new("chardev");
+    let p = s.path("null");
+    sh("mknod", &["-m", "666", &p.display().to_string(), "c", "1", "3"]).unwrap();
+    let out = swapdio(&["mkswap", "--size", "64K"], &[&p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(mode_of(&p), 0o666, "mkswap changed the device's mode");
+}
+
+#[test]
+fn mkswap_on_a_block_device_writes_a_header_without_ftruncate() {
+    if let Some(r) = root_skip(&["losetup"]) {
+        println!("SKIP: {r} (loop devices need root)");
+        return;
+    }
+    let l = Loop::new("blk", 16, false).unwrap();
+    let dev = PathBuf::from(l.dev.clone().unwrap());
+    // All zeros: no swap signature, so not without --force.
+    let out = swapdio(&["mkswap", "--size", "8M"], &[&dev]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a swap area"), "{}", stderr(&out));
+    let out = swapdio(&["mkswap", "--force", "--size", "32M"], &[&dev]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("fewer than"), "{}", stderr(&out));
+    let out = swapdio(&["mkswap", "--force", "--size", "8M"], &[&dev]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = swapdio::linux::layout::read_header(&dev).unwrap();
+    let h = swapdio::SwapHeader::parse(&page).unwrap();
+    assert_eq!(h.last_page, 2047);
+    // Now a swap area: replaced without --force.
+    let out = swapdio(&["mkswap", "--size", "16M"], &[&dev]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+// ---- exclusion, layout changes, leftovers (findings 2, 9, 10, 12) --------------------------
+
+#[test]
+fn stress_refuses_a_second_user_and_mkswap_over_the_running_file() {
+    let s = Scratch::new("excl");
+    let f = s.path("f.swap");
+    assert!(swapdio(&["mkswap", "-q", "--size", "8M"], &[&f]).status.success());
+    if on_tmpfs(&s.0) {
+        println!("SKIP: scratch directory is on tmpfs");
+        return;
+    }
+    let first = Bg::spawn(&["stress", "--mode", "file", "--duration", "30s", "--size", "8M", "--file"], &[&f]);
+    assert!(wait_locked(&f, Duration::from_secs(20)), "first stress never took the lock");
+    let out = swapdio(&["stress", "--duration", "1s", "--file"], &[&f]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in use by another swapdio process"), "{}", stderr(&out));
+    let out = swapdio(&["mkswap", "--size", "8M"], &[&f]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in use by another swapdio process"), "{}", stderr(&out));
+    first.signal(libc::SIGINT);
+    let out = first.finish(Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("mismatches      1") && !text.contains("CHANGED"), "{text}");
+}
+
+#[test]
+fn stress_file_mode_stops_writing_when_a_hole_is_punched() {
+    let s = Scratch::new("punch");
+    let f = s.path("f.swap");
+    assert!(swapdio(&["mkswap", "-q", "--size", "16M"], &[&f]).status.success());
+    if on_tmpfs(&s.0) {
+        println!("SKIP: scratch directory is on tmpfs");
+        return;
+    }
+    let t = Instant::now();
+    let run = Bg::spawn(&["--json", "stress", "--mode", "file", "--duration", "60s", "--file"], &[&f]);
+    assert!(wait_locked(&f, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(sh("fallocate", &["-p", "-o", "1M", "-l", "1M", &f.display().to_string()]).is_ok());
+    let out = run.finish(Duration::from_secs(90));
+    assert!(t.elapsed() < Duration::from_secs(45), "stress kept running after the layout changed");
+    assert_eq!(out.status.code(), Some(4), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["layout_changed"], true);
+    assert_eq!(v["ok"], false);
+    assert!(v["lease"].as_str().unwrap().contains("CHANGED"), "{}", v["lease"]);
+}
+
+#[test]
+fn stress_default_file_does_not_outlive_kill_9_and_sighup_cleans_up() {
+    let s = Scratch::new("leftover");
+    if on_tmpfs(&s.0) {
+        println!("SKIP: scratch directory is on tmpfs");
+        return;
+    }
+    // A file an older, killed run left: its process is gone.
+    let dead = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let stale = s.path(&format!("swapdio-stress-{dead}.swap"));
+    std::fs::write(&stale, vec![0u8; 8192]).unwrap();
+    // One of a live process is kept.
+    let live = s.path(&format!("swapdio-stress-{}.swap", std::process::id()));
+    std::fs::write(&live, b"live").unwrap();
+
+    let mut run = Bg::spawn(&["stress", "--size", "8M", "--duration", "60s", "--dir"], &[&s.0]);
+    assert!(run.wait_for_stderr("swapdio stress:", Duration::from_secs(30)), "stress did not start");
+    run.signal(libc::SIGKILL);
+    let out = run.finish(Duration::from_secs(10));
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+    let mut left: Vec<_> = std::fs::read_dir(&s.0).unwrap().flatten().map(|e| e.path()).collect();
+    left.sort();
+    assert_eq!(left, vec![live.clone()], "after kill -9");
+
+    let mut run = Bg::spawn(&["stress", "--size", "8M", "--duration", "60s", "--dir"], &[&s.0]);
+    assert!(run.wait_for_stderr("swapdio stress:", Duration::from_secs(30)), "stress did not start");
+    run.signal(libc::SIGHUP);
+    let out = run.finish(Duration::from_secs(30));
+    assert!(out.status.code().is_some(), "SIGHUP killed stress before its cleanup: {:?}", out.status);
+    let left: Vec<_> = std::fs::read_dir(&s.0).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(left, vec![live], "after SIGHUP");
+}
+
+#[test]
+fn device_mode_hole_punch_cannot_hand_the_swap_files_blocks_to_another_file() {
+    if let Some(r) = root_skip(&["losetup", "mkfs.ext4", "mount", "umount", "fallocate", "chattr"]) {
+        println!("SKIP: {r} (device mode on a loop-device filesystem needs root)");
+        return;
+    }
+    let l = Loop::new("punch", 96, true).unwrap();
+    let f = l.dir().join("swapfile");
+    assert!(swapdio(&["mkswap", "-q", "--size", "60M"], &[&f]).status.success());
+    let run = Bg::spawn(&["--json", "stress", "--mode", "device", "--duration", "6s", "--file"], &[&f]);
+    let t = Instant::now();
+    while !is_immutable(&f) && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(is_immutable(&f), "device mode did not protect the file");
+    // Free 56 MiB of the swap file's blocks while device mode writes to them...
+    let punched = sh("fallocate", &["-p", "-o", "4096", "-l", "56M", &f.display().to_string()]);
+    // ...and let a new file take whatever is free.
+    let victim = l.dir().join("victim");
+    let pattern = vec![0xa5u8; 1 << 20];
+    {
+        use std::io::Write;
+        let mut v = std::fs::File::create(&victim).unwrap();
+        for _ in 0..56 {
+            if v.write_all(&pattern).is_err() {
+                break;
+            }
+        }
+        let _ = v.sync_all();
+    }
+    let out = run.finish(Duration::from_secs(60));
+    assert!(punched.is_err(), "the hole punch succeeded while device mode was writing");
+    let data = std::fs::read(&victim).unwrap();
+    let bad = data.chunks(4096).filter(|p| p.iter().any(|&b| b != 0xa5)).count();
+    assert_eq!(bad, 0, "{bad} pages of another file were overwritten");
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!is_immutable(&f), "the immutable flag was not restored");
+}
+
+#[test]
+fn device_mode_immutable_flag_is_restored_after_kill_9() {
+    if let Some(r) = root_skip(&["losetup", "mkfs.ext4", "mount", "umount", "chattr"]) {
+        println!("SKIP: {r} (device mode on a loop-device filesystem needs root)");
+        return;
+    }
+    let l = Loop::new("crash", 48, true).unwrap();
+    let f = l.dir().join("swapfile");
+    assert!(swapdio(&["mkswap", "-q", "--size", "16M"], &[&f]).status.success());
+    let run = Bg::spawn(&["stress", "--mode", "device", "--duration", "60s", "--file"], &[&f]);
+    let t = Instant::now();
+    while !is_immutable(&f) && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(is_immutable(&f), "device mode did not protect the file");
+    run.signal(libc::SIGKILL);
+    let _ = run.finish(Duration::from_secs(10));
+    assert!(is_immutable(&f), "nothing to recover: the flag vanished with the process");
+    // The next swapdio command restores it (and then can replace the file).
+    let out = swapdio(&["mkswap", "-q", "--size", "16M"], &[&f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("restored the inode flags"), "{}", stderr(&out));
+    assert!(!is_immutable(&f));
+}

@@ -155,6 +155,41 @@ pub enum LayoutError {
         /// Requested size in bytes.
         size: u64,
     },
+    /// mkswap: the path holds data that is not a swap area; it is replaced only when
+    /// forced (`mkswap(8)` wipes whatever is there; swapdio does not guess).
+    #[error("{}: exists and is not a swap area (no swap signature); nothing was changed (pass --force to replace it)", path.display())]
+    NotSwapArea {
+        /// The file or device.
+        path: PathBuf,
+    },
+    /// mkswap: the filesystem has less free space than the new file needs (checked
+    /// before anything is written; the old file is replaced only after the new one is
+    /// complete, so both must fit at once).
+    #[error("{}: not enough free space: {needed} bytes needed, {available} available; nothing was changed", path.display())]
+    NoSpace {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the new file needs.
+        needed: u64,
+        /// Bytes available to the caller (`statvfs` `f_bavail * f_frsize`).
+        available: u64,
+    },
+    /// mkswap on a block device: the size asked for is larger than the device.
+    #[error("{}: block device holds {device_size} bytes, fewer than the {size} asked for", path.display())]
+    DeviceTooSmall {
+        /// The device.
+        path: PathBuf,
+        /// Requested size in bytes.
+        size: u64,
+        /// The device's size (`BLKGETSIZE64`).
+        device_size: u64,
+    },
+    /// Another swapdio process holds the file's lock (it is driving or formatting it).
+    #[error("{}: in use by another swapdio process (it holds the file's lock); nothing was changed", path.display())]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 impl LayoutError {
@@ -166,13 +201,18 @@ impl LayoutError {
     pub fn errno(&self) -> Errno {
         match self {
             LayoutError::Io { source, .. } => Errno(source.raw_os_error().unwrap_or(Errno::EIO.0)),
-            LayoutError::ActiveSwap { .. } | LayoutError::MountedDevice { .. } => Errno::EBUSY,
+            LayoutError::ActiveSwap { .. } | LayoutError::MountedDevice { .. } | LayoutError::InUse { .. } => {
+                Errno::EBUSY
+            }
+            LayoutError::NotSwapArea { .. } => Errno(libc::EEXIST),
+            LayoutError::NoSpace { .. } => Errno::ENOSPC,
             LayoutError::FiemapStalled { .. } => Errno::EIO,
             LayoutError::TooLarge { .. } => Errno::EFBIG,
             LayoutError::NotSwappable { .. }
             | LayoutError::NoExtentMap { .. }
             | LayoutError::TooSmall { .. }
-            | LayoutError::NotPageMultiple { .. } => Errno::EINVAL,
+            | LayoutError::NotPageMultiple { .. }
+            | LayoutError::DeviceTooSmall { .. } => Errno::EINVAL,
         }
     }
 }
@@ -491,7 +531,7 @@ pub fn parse_proc_swaps(text: &str) -> Vec<(PathBuf, u64)> {
 }
 
 /// Whether the file identified by `(dev, ino)` is an active kernel swap area.
-fn is_active_swap(dev: u64, ino: u64) -> bool {
+pub(crate) fn is_active_swap(dev: u64, ino: u64) -> bool {
     let Ok(swaps) = proc_swaps() else { return false };
     swaps.iter().any(|(p, _)| std::fs::metadata(p).map(|m| (m.dev(), m.ino()) == (dev, ino)).unwrap_or(false))
 }

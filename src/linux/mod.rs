@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod direct;
+pub mod guard;
 pub mod layout;
 pub mod lease;
 pub mod mkswap;
