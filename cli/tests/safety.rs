@@ -225,6 +225,15 @@ impl Drop for Bg {
     }
 }
 
+/// `swapoff` of a file a test `swapon`ed, on drop (also when an assertion failed).
+struct Swapoff(PathBuf);
+
+impl Drop for Swapoff {
+    fn drop(&mut self) {
+        let _ = Command::new("swapoff").arg(&self.0).output();
+    }
+}
+
 /// Waits until another process holds `path`'s swapdio lock.
 fn wait_locked(path: &Path, limit: Duration) -> bool {
     let t = Instant::now();
@@ -428,7 +437,8 @@ fn stress_default_file_does_not_outlive_kill_9_and_sighup_cleans_up() {
 
 #[test]
 fn device_mode_hole_punch_cannot_hand_the_swap_files_blocks_to_another_file() {
-    if let Some(r) = root_skip(&["losetup", "mkfs.ext4", "mount", "umount", "fallocate", "chattr"]) {
+    if let Some(r) = root_skip(&["losetup", "mkfs.ext4", "mount", "umount", "fallocate", "chattr", "swapon", "swapoff"])
+    {
         println!("SKIP: {r} (device mode on a loop-device filesystem needs root)");
         return;
     }
@@ -443,6 +453,10 @@ fn device_mode_hole_punch_cannot_hand_the_swap_files_blocks_to_another_file() {
     assert!(is_immutable(&f), "device mode did not protect the file");
     // Free 56 MiB of the swap file's blocks while device mode writes to them...
     let punched = sh("fallocate", &["-p", "-o", "4096", "-l", "56M", &f.display().to_string()]);
+    // A kernel swapon of the file is refused too (the kernel opens it for writing).
+    let _off = Swapoff(f.clone());
+    let swapon = Command::new("swapon").arg(&f).output().unwrap();
+    assert!(!swapon.status.success(), "the kernel activated the file while device mode was writing to it");
     // ...and let a new file take whatever is free.
     let victim = l.dir().join("victim");
     let pattern = vec![0xa5u8; 1 << 20];
@@ -488,4 +502,28 @@ fn device_mode_immutable_flag_is_restored_after_kill_9() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("restored the inode flags"), "{}", stderr(&out));
     assert!(!is_immutable(&f));
+}
+
+#[test]
+fn stress_file_mode_stops_writing_when_the_kernel_swapons_the_file() {
+    if let Some(r) = root_skip(&["losetup", "mkfs.ext4", "mount", "umount", "swapon", "swapoff"]) {
+        println!("SKIP: {r} (swapon on a loop-device filesystem needs root)");
+        return;
+    }
+    let l = Loop::new("swapon", 64, true).unwrap();
+    let f = l.dir().join("swapfile");
+    assert!(swapdio(&["mkswap", "-q", "--size", "16M"], &[&f]).status.success());
+    let t = Instant::now();
+    let run = Bg::spawn(&["--json", "stress", "--mode", "file", "--duration", "60s", "--file"], &[&f]);
+    assert!(wait_locked(&f, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(700));
+    let _off = Swapoff(f.clone());
+    let swapon = Command::new("swapon").arg(&f).output().unwrap();
+    assert!(swapon.status.success(), "swapon: {}", String::from_utf8_lossy(&swapon.stderr));
+    let out = run.finish(Duration::from_secs(90));
+    assert!(t.elapsed() < Duration::from_secs(45), "stress kept running on a file the kernel swaps to");
+    assert_eq!(out.status.code(), Some(4), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["layout_changed"], true);
+    assert!(v["lease"].as_str().unwrap().contains("active swap area"), "{}", v["lease"]);
 }
