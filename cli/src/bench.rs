@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use swapdio::fault::FaultConfig;
 use swapdio::linux::check::mode_name;
 use swapdio::linux::direct::{Arena, Target};
+use swapdio::linux::guard::SwapFileGuard;
 use swapdio::linux::mkswap::parse_size;
 use swapdio::{Folio, FolioId, FsContext, MapEntry, PageOps, StorageConfig, SwapEvent, SwapMap, PAGE_SIZE};
 
@@ -192,7 +193,7 @@ fn engine_case(engine: &BenchEngine, rx: &Receiver<u32>, case: &Case, slots: u64
     // nothing else to do while it waits, so no completion is handed between threads.
     let mut fg = match engine.backend() {
         crate::setup::Driver::Uring(u) => Some(u.foreground()),
-        crate::setup::Driver::Pread(_) => None,
+        crate::setup::Driver::Pread(_) | crate::setup::Driver::Nbd(_) => None,
     };
     loop {
         if measuring && (Instant::now() >= deadline || STOP.load(Ordering::Relaxed)) {
@@ -531,13 +532,13 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
                 // fio writes through the file: in device mode the guard lifts the
                 // immutable flag for it (the engine is idle meanwhile) and checks on
                 // setting it again that the layout did not change.
-                let frozen = act.guard.is_frozen();
-                if frozen {
-                    act.guard.thaw().map_err(|e| e.to_string())?;
+                let frozen = act.guard.as_ref().is_some_and(SwapFileGuard::is_frozen);
+                if let (true, Some(g)) = (frozen, act.guard.as_mut()) {
+                    g.thaw().map_err(|e| e.to_string())?;
                 }
                 fios.extend(fio_case(&path, act.layout.file_size, case, args.duration));
-                if frozen {
-                    act.guard.freeze().map_err(|e| e.to_string())?;
+                if let (true, Some(g)) = (frozen, act.guard.as_mut()) {
+                    g.freeze().map_err(|e| e.to_string())?;
                     act.lease.verify().map_err(|e| format!("{e} (while fio ran); stopped"))?;
                 }
             }

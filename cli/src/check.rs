@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use swapdio::linux::check::{check, flag_names, mode_name, mode_request_name, CheckReport, Verdict};
+use swapdio::linux::check::{flag_names, mode_name, mode_request_name, CheckReport, Verdict};
 use swapdio::linux::layout::{dev_major_minor, FsKind};
 use swapdio::ModeRequest;
 
@@ -29,7 +29,8 @@ pub enum Mode {
 /// Arguments of `swapdio check`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The swap file or block device to check.
+    /// The swap file or block device to check, or an NBD export
+    /// (`nbd://host[:port]/export`, `nbd+unix:///export?socket=PATH`).
     pub path: PathBuf,
     /// Judge the kernel's swapon (auto) or swapdio's activation in device/file mode.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
@@ -130,7 +131,13 @@ pub fn run(args: Args, json: bool) -> ExitCode {
         Mode::Device => ModeRequest::Device,
         Mode::File => ModeRequest::File,
     };
-    let rep = check(&args.path, mode);
+    let rep = match crate::target::check(&args.path, mode) {
+        Ok(rep) => rep,
+        Err(e) => {
+            eprintln!("swapdio check: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&rep.to_json()).unwrap_or_default());
     } else {

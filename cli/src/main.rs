@@ -11,6 +11,7 @@ mod mkswap;
 mod pattern;
 mod setup;
 mod stress;
+mod target;
 
 /// swapdio: the Linux swap direct-I/O engine, on real swap files.
 #[derive(Parser, Debug)]

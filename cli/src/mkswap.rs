@@ -13,13 +13,15 @@ const PROGRESS_THRESHOLD: u64 = 256 << 20;
 /// Arguments of `swapdio mkswap`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The swap file to create, or a block device to put a swap header on. An existing
+    /// The swap file to create, or a block device to put a swap header on, or an NBD
+    /// export (`nbd://host[:port]/export`, `nbd+unix:///export?socket=PATH`). An existing
     /// file is replaced only if it is empty or an inactive swap area (else see --force),
     /// and only once the new file is complete.
     pub path: PathBuf,
-    /// Size with an optional K/M/G/T suffix (powers of 1024); a page multiple, at least 2 pages.
+    /// Size with an optional K/M/G/T suffix (powers of 1024); a page multiple, at least 2
+    /// pages. Required for a file; for an export, defaults to the whole export.
     #[arg(long, short, value_parser = parse_size)]
-    pub size: u64,
+    pub size: Option<u64>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -32,9 +34,21 @@ pub struct Args {
 /// Runs `swapdio mkswap`: fallocate + written zeros + header + fsync, mode 0600, NOCOW on
 /// btrfs; then a dry-run swapon of the result.
 pub fn run(args: Args, json: bool) -> ExitCode {
+    match crate::target::nbd_uri(&args.path) {
+        Ok(Some(uri)) => return crate::target::mkswap_nbd(&uri, args.size, json),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("swapdio mkswap: {e}");
+            return ExitCode::from(2);
+        }
+    }
     crate::setup::recover_stale(json);
-    let bar = (!json && !args.quiet && args.size >= PROGRESS_THRESHOLD).then(|| {
-        let b = ProgressBar::new(args.size);
+    let Some(size) = args.size else {
+        eprintln!("swapdio mkswap: --size is required for a file");
+        return ExitCode::from(2);
+    };
+    let bar = (!json && !args.quiet && size >= PROGRESS_THRESHOLD).then(|| {
+        let b = ProgressBar::new(size);
         b.set_style(
             ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -44,7 +58,7 @@ pub fn run(args: Args, json: bool) -> ExitCode {
         b
     });
     let opts = MkswapOptions { force: args.force };
-    let res = create_swap_file_with(&args.path, args.size, opts, &mut |done, _| {
+    let res = create_swap_file_with(&args.path, size, opts, &mut |done, _| {
         if let Some(b) = &bar {
             b.set_position(done);
         }
@@ -67,10 +81,10 @@ pub fn run(args: Args, json: bool) -> ExitCode {
     if json {
         println!(
             "{}",
-            serde_json::json!({"path": args.path.display().to_string(), "created": true, "size": args.size, "check": report.to_json()})
+            serde_json::json!({"path": args.path.display().to_string(), "created": true, "size": size, "check": report.to_json()})
         );
     } else {
-        println!("created {} ({} bytes, {} pages, mode 0600)", args.path.display(), args.size, args.size / 4096);
+        println!("created {} ({} bytes, {} pages, mode 0600)", args.path.display(), size, size / 4096);
         match report.kernel.usable_kib() {
             Some(kib) => println!("swapon would accept it: {kib} KiB usable"),
             None => println!("warning: swapon would still refuse it: {:?}", report.kernel),

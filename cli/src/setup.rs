@@ -2,6 +2,7 @@
 //! swapdio's own drivers, building the driver and the engine, the stop flag, scratch
 //! swap files, and a seeded RNG.
 
+use crate::target::Lease;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::os::fd::AsRawFd;
@@ -16,6 +17,7 @@ use swapdio::linux::guard::{recover_stale_immutable, SwapFileGuard};
 use swapdio::linux::layout::{probe, read_header, FileLayout};
 use swapdio::linux::lease::LayoutLease;
 use swapdio::linux::mkswap::create_anonymous_swap_file;
+use swapdio::linux::nbd::{NbdBackend, NbdUri};
 use swapdio::linux::pread::PreadBackend;
 use swapdio::linux::uring::{DriverConfig, UringBackend};
 use swapdio::{
@@ -71,10 +73,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// The driver under the engine: io_uring or pread.
+/// The driver under the engine: io_uring or pread, or NBD for an export.
 pub enum Driver {
     Uring(Arc<UringBackend>),
     Pread(PreadBackend),
+    Nbd(Arc<NbdBackend>),
 }
 
 impl Driver {
@@ -82,6 +85,7 @@ impl Driver {
         match self {
             Driver::Uring(_) => "uring",
             Driver::Pread(_) => "pread",
+            Driver::Nbd(_) => "nbd",
         }
     }
 
@@ -89,6 +93,7 @@ impl Driver {
         match self {
             Driver::Uring(u) => u.stats(),
             Driver::Pread(p) => p.stats(),
+            Driver::Nbd(n) => n.stats(),
         }
     }
 }
@@ -98,12 +103,14 @@ impl Backend for Driver {
         match self {
             Driver::Uring(u) => u.caps(),
             Driver::Pread(p) => p.caps(),
+            Driver::Nbd(n) => n.caps(),
         }
     }
     fn submit(&self, req: &Request<'_>) -> Submit {
         match self {
             Driver::Uring(u) => u.submit(req),
             Driver::Pread(p) => p.submit(req),
+            Driver::Nbd(n) => n.submit(req),
         }
     }
 }
@@ -235,14 +242,18 @@ pub fn create_default_file(dir: &Path, what: &str, size: u64, quiet: bool) -> Re
     Ok(CreatedFile { path, shown, _file: file })
 }
 
-/// An activated swap file: its layout, the core's map and report, the lease, and the
-/// guard (lock; in device mode the file is immutable until the guard drops).
+/// An activated swap file or NBD export: its layout, the core's map and report, the
+/// lease, and for a file the guard (lock; in device mode the file is immutable until
+/// the guard drops).
 pub struct Activated {
     pub layout: FileLayout,
     pub map: SwapMap<Vec<MapEntry>>,
     pub report: ActivationReport,
-    pub lease: LayoutLease,
-    pub guard: SwapFileGuard,
+    pub lease: Lease,
+    /// `None` for an NBD export (nothing local to lock).
+    pub guard: Option<SwapFileGuard>,
+    /// The export, when the target is an NBD URI (see `target`).
+    pub nbd: Option<NbdUri>,
 }
 
 /// swapon for swapdio's own drivers: probe the layout (fsync + FIEMAP), read page 0,
@@ -255,8 +266,8 @@ fn activate_file(path: &Path, mode: ModeRequest, guard: SwapFileGuard) -> Result
     let header = read_header(path).map_err(|e| format!("swapon: {e}"))?;
     let (map, report) = activate_owned(&layout.activation_request(&header, mode))
         .map_err(|e| format!("{}: {e} (errno {})", path.display(), e.errno().0))?;
-    let lease = LayoutLease::new(&layout, report.mode);
-    Ok(Activated { layout, map, report, lease, guard })
+    let lease = Lease::File(LayoutLease::new(&layout, report.mode));
+    Ok(Activated { layout, map, report, lease, guard: Some(guard), nbd: None })
 }
 
 /// Opens where the activated mode's I/O goes: the block device (device mode) or the file.
@@ -275,6 +286,9 @@ pub fn open_target(act: &Activated) -> Result<Target, String> {
 /// `auto`, if device mode was chosen but the block device cannot be opened or the file
 /// cannot be made immutable, activates again in file mode and says so.
 pub fn activate_for_io(path: &Path, mode: ModeArg, quiet: bool) -> Result<Activated, String> {
+    if let Some(uri) = crate::target::nbd_uri(path)? {
+        return crate::target::activate_nbd(&uri, mode, quiet);
+    }
     recover_stale(quiet);
     let guard = SwapFileGuard::acquire(path).map_err(|e| e.to_string())?;
     let mut act = activate_file(path, mode.request(), guard)?;
@@ -282,7 +296,7 @@ pub fn activate_for_io(path: &Path, mode: ModeArg, quiet: bool) -> Result<Activa
         return Ok(act);
     }
     let protected = open_target(&act).map(drop).and_then(|()| {
-        act.guard.freeze().map_err(|e| {
+        act.guard.as_mut().map_or(Ok(()), SwapFileGuard::freeze).map_err(|e| {
             format!("{e}: device mode writes to the file's blocks and needs the file immutable (CAP_LINUX_IMMUTABLE)")
         })
     });
@@ -295,7 +309,8 @@ pub fn activate_for_io(path: &Path, mode: ModeArg, quiet: bool) -> Result<Activa
             if !quiet {
                 eprintln!("swapdio: {e}; using file mode (pass --mode device to insist)");
             }
-            activate_file(path, ModeRequest::File, act.guard)
+            let guard = act.guard.take().ok_or("no swap-file guard")?;
+            activate_file(path, ModeRequest::File, guard)
         }
         Err(e) => Err(e),
     }
@@ -311,6 +326,9 @@ pub fn make_driver(
     faults: FaultConfig,
     quiet: bool,
 ) -> Result<Driver, String> {
+    if let Some(uri) = &act.nbd {
+        return crate::target::nbd_driver(uri, arena, storage, faults).map(Driver::Nbd);
+    }
     let target = || open_target(act);
     if kind == DriverArg::Uring {
         let config = DriverConfig { faults, ..DriverConfig::for_storage(storage) };
@@ -339,15 +357,19 @@ pub fn make_engine<P: PageOps + Send + Sync + 'static>(
     driver: Driver,
     pages: P,
 ) -> Result<Arc<SwapEngine<P>>, String> {
-    let uring = match &driver {
-        Driver::Uring(u) => Some(u.clone()),
-        Driver::Pread(_) => None,
+    let (uring, nbd) = match &driver {
+        Driver::Uring(u) => (Some(u.clone()), None),
+        Driver::Pread(_) => (None, None),
+        Driver::Nbd(n) => (None, Some(n.clone())),
     };
     let engine = Arc::new(
         Engine::new(map, OwnedStorage::new(storage), driver, pages).map_err(|e| format!("engine setup: {e}"))?,
     );
     if let Some(u) = uring {
         u.connect(&engine);
+    }
+    if let Some(n) = nbd {
+        n.connect_sink(&engine);
     }
     Ok(engine)
 }
@@ -371,7 +393,7 @@ impl LayoutWatch {
 
     /// `Some(what changed)` when it is time to look (or `errors` grew) and the layout
     /// is no longer the one activated.
-    pub fn poll(&mut self, lease: &LayoutLease, errors: u64) -> Option<String> {
+    pub fn poll(&mut self, lease: &Lease, errors: u64) -> Option<String> {
         if errors == self.errors && self.last.elapsed() < self.every {
             return None;
         }
