@@ -392,14 +392,17 @@ impl LayoutWatch {
     }
 
     /// `Some(what changed)` when it is time to look (or `errors` grew) and the layout
-    /// is no longer the one activated.
-    pub fn poll(&mut self, lease: &Lease, errors: u64) -> Option<String> {
+    /// is no longer the one activated, or (device mode) the file is no longer immutable.
+    pub fn poll(&mut self, lease: &Lease, guard: Option<&SwapFileGuard>, errors: u64) -> Option<String> {
         if errors == self.errors && self.last.elapsed() < self.every {
             return None;
         }
         self.errors = errors;
         self.last = std::time::Instant::now();
-        lease.verify().err().map(|e| e.to_string())
+        if let Some(g) = guard.filter(|g| !g.still_frozen()) {
+            return Some(format!("{}: the immutable flag was cleared during the run", g.path().display()));
+        }
+        lease.verify().err()
     }
 }
 

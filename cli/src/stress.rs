@@ -822,7 +822,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     let mut layout_changed = None;
     while Instant::now() < deadline && !STOP.load(Ordering::Relaxed) {
         let mut progressed = w.drain_ready() > 0;
-        if let Some(change) = watch.poll(&act.lease, w.counts.errors()) {
+        if let Some(change) = watch.poll(&act.lease, act.guard.as_ref(), w.counts.errors()) {
             layout_changed = Some(change);
             break;
         }

@@ -93,8 +93,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use swapdio::linux::guard::{GuardError, SwapFileGuard, FS_IMMUTABLE_FL};
+use swapdio::linux::guard::{SwapFileGuard, FS_IMMUTABLE_FL};
 use swapdio::linux::layout::inode_flags;
+use swapdio::linux::layout::LayoutError;
 
 /// `Some(reason)` when root-only tests cannot run here; with `SWAPDIO_REQUIRE_ROOT=1`
 /// (CI) that is a failure instead of a skip.
@@ -238,7 +239,7 @@ impl Drop for Swapoff {
 fn wait_locked(path: &Path, limit: Duration) -> bool {
     let t = Instant::now();
     while t.elapsed() < limit {
-        if matches!(SwapFileGuard::acquire(path), Err(GuardError::Busy { .. })) {
+        if matches!(SwapFileGuard::acquire(path), Err(LayoutError::InUse { .. })) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -529,4 +530,27 @@ fn stress_file_mode_stops_writing_when_the_kernel_swapons_the_file() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["layout_changed"], true);
     assert!(v["lease"].as_str().unwrap().contains("active swap area"), "{}", v["lease"]);
+}
+
+#[test]
+fn device_mode_stops_writing_when_the_immutable_flag_is_cleared() {
+    if let Some(r) = root_skip(&["losetup", "mkfs.ext4", "mount", "umount", "chattr"]) {
+        println!("SKIP: {r} (device mode on a loop-device filesystem needs root)");
+        return;
+    }
+    let l = Loop::new("chattr", 48, true).unwrap();
+    let f = l.dir().join("swapfile");
+    assert!(swapdio(&["mkswap", "-q", "--size", "16M"], &[&f]).status.success());
+    let t = Instant::now();
+    let run = Bg::spawn(&["--json", "stress", "--mode", "device", "--duration", "60s", "--file"], &[&f]);
+    while !is_immutable(&f) && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(is_immutable(&f), "device mode did not protect the file");
+    sh("chattr", &["-i", &f.display().to_string()]).unwrap();
+    let out = run.finish(Duration::from_secs(90));
+    assert!(t.elapsed() < Duration::from_secs(45), "device mode kept writing to an unprotected file");
+    assert_eq!(out.status.code(), Some(4), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["lease"].as_str().unwrap().contains("immutable flag was cleared"), "{}", v["lease"]);
 }

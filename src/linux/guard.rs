@@ -8,7 +8,7 @@
 //!
 //! * **Exclusion** ([`SwapFileGuard::acquire`]): an exclusive `flock` on every file
 //!   swapdio drives or formats. A second swapdio user (another `stress`, `bench`, or a
-//!   `mkswap` over the running file) is refused with [`GuardError::Busy`] instead of
+//!   `mkswap` over the running file) is refused with [`LayoutError::InUse`] instead of
 //!   silently sharing the file (the kernel's `EBUSY` for a second swapon).
 //! * **Frozen layout in device mode** ([`SwapFileGuard::freeze`]): device mode writes
 //!   straight to the block device at the file's physical blocks. If the file lost a
@@ -23,7 +23,7 @@
 //!   restored on [`SwapFileGuard::thaw`] or drop; after a crash
 //!   [`recover_stale_immutable`] (run by the next swapdio command) restores them.
 
-use super::layout::{inode_flags, set_inode_flags};
+use super::layout::{inode_flags, set_inode_flags, LayoutError};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -40,39 +40,9 @@ pub const FS_IMMUTABLE_FL: u32 = 0x0000_0010;
 /// (`<st_dev>-<st_ino>`), so that a run that died is undone by the next one.
 pub const RECORD_DIR: &str = "/run/swapdio/immutable";
 
-/// Why the guard could not protect a file.
-#[derive(Debug, thiserror::Error)]
-pub enum GuardError {
-    /// Another process holds the file's lock: another swapdio command is using it
-    /// (the kernel answers a second swapon of a file with `EBUSY`).
-    #[error("{}: in use by another swapdio process (it holds the file's lock); wait until it finishes", path.display())]
-    Busy {
-        /// The file.
-        path: PathBuf,
-    },
-    /// Neither a regular file nor a block device: nothing was opened or changed.
-    #[error("{}: not a regular file or block device", path.display())]
-    NotSwappable {
-        /// The path.
-        path: PathBuf,
-    },
-    /// A system call failed.
-    #[error("{}: {op}: {source}", path.display())]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl GuardError {
-    fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> GuardError + 'a {
-        move |source| GuardError::Io { op, path: path.to_path_buf(), source }
-    }
+/// `LayoutError::Io` for `op` on `path`, as a `map_err` argument.
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LayoutError + 'a {
+    move |source| LayoutError::io(op, path, source)
 }
 
 /// `flock(fd, LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file holds it.
@@ -95,22 +65,22 @@ fn try_lock_exclusive(file: &File) -> io::Result<bool> {
 /// Opens `path` read-only for the guard after checking its type, so that a FIFO or a
 /// character device is never opened (an open could block or have side effects) and
 /// nothing is changed on a file the guard refuses.
-fn open_checked(path: &Path) -> Result<File, GuardError> {
-    let meta = std::fs::metadata(path).map_err(GuardError::io("stat", path))?;
+fn open_checked(path: &Path) -> Result<File, LayoutError> {
+    let meta = std::fs::metadata(path).map_err(io_err("stat", path))?;
     let ft = meta.file_type();
     use std::os::unix::fs::FileTypeExt;
     if !(ft.is_file() || ft.is_block_device()) {
-        return Err(GuardError::NotSwappable { path: path.to_path_buf() });
+        return Err(LayoutError::NotSwappable { path: path.to_path_buf() });
     }
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .map_err(GuardError::io("open", path))?;
-    let now = file.metadata().map_err(GuardError::io("fstat", path))?;
+        .map_err(io_err("open", path))?;
+    let now = file.metadata().map_err(io_err("fstat", path))?;
     if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
         // Replaced between the stat and the open: refuse rather than guess.
-        return Err(GuardError::Io { op: "open", path: path.to_path_buf(), source: io::ErrorKind::NotFound.into() });
+        return Err(LayoutError::Io { op: "open", path: path.to_path_buf(), source: io::ErrorKind::NotFound.into() });
     }
     Ok(file)
 }
@@ -136,14 +106,14 @@ struct Frozen {
 
 impl SwapFileGuard {
     /// Checks that `path` is a regular file or a block device, opens it read-only and
-    /// takes an exclusive `flock` on it; [`GuardError::Busy`] if another process holds
+    /// takes an exclusive `flock` on it; [`LayoutError::InUse`] if another process holds
     /// it. Nothing about the file is changed.
-    pub fn acquire(path: &Path) -> Result<SwapFileGuard, GuardError> {
+    pub fn acquire(path: &Path) -> Result<SwapFileGuard, LayoutError> {
         let file = open_checked(path)?;
-        if !try_lock_exclusive(&file).map_err(GuardError::io("flock", path))? {
-            return Err(GuardError::Busy { path: path.to_path_buf() });
+        if !try_lock_exclusive(&file).map_err(io_err("flock", path))? {
+            return Err(LayoutError::InUse { path: path.to_path_buf() });
         }
-        let meta = file.metadata().map_err(GuardError::io("fstat", path))?;
+        let meta = file.metadata().map_err(io_err("fstat", path))?;
         Ok(SwapFileGuard { file, path: path.to_path_buf(), id: (meta.dev(), meta.ino()), frozen: None })
     }
 
@@ -167,20 +137,20 @@ impl SwapFileGuard {
     /// original flags are recorded in [`RECORD_DIR`] first (for a file that still has
     /// a name). Needs `CAP_LINUX_IMMUTABLE` and a filesystem with `FS_IOC_SETFLAGS`
     /// (ext4, xfs, btrfs); an error leaves the file as it was.
-    pub fn freeze(&mut self) -> Result<(), GuardError> {
+    pub fn freeze(&mut self) -> Result<(), LayoutError> {
         if self.frozen.is_some() {
             return Ok(());
         }
         let path = self.path.clone();
-        let original = inode_flags(&self.file).map_err(GuardError::io("FS_IOC_GETFLAGS", &path))?;
+        let original = inode_flags(&self.file).map_err(io_err("FS_IOC_GETFLAGS", &path))?;
         if original & FS_IMMUTABLE_FL != 0 {
             // Already immutable by the owner's choice: nothing to set or undo.
             self.frozen = Some(Frozen { original, record: None });
             return Ok(());
         }
-        let meta = self.file.metadata().map_err(GuardError::io("fstat", &path))?;
+        let meta = self.file.metadata().map_err(io_err("fstat", &path))?;
         let record = if meta.nlink() > 0 && meta.file_type().is_file() {
-            Some(write_record(self.id, original, &path).map_err(GuardError::io("record the inode flags", &path))?)
+            Some(write_record(self.id, original, &path).map_err(io_err("record the inode flags", &path))?)
         } else {
             None
         };
@@ -188,20 +158,27 @@ impl SwapFileGuard {
             if let Some(r) = &record {
                 let _ = std::fs::remove_file(r);
             }
-            return Err(GuardError::Io { op: "FS_IOC_SETFLAGS (immutable)", path, source: e });
+            return Err(LayoutError::Io { op: "FS_IOC_SETFLAGS (immutable)", path, source: e });
         }
         self.frozen = Some(Frozen { original, record });
         Ok(())
     }
 
+    /// Whether the file is still immutable as [`freeze`](Self::freeze) left it (`true`
+    /// when not frozen). `false` means someone cleared the flag (`chattr -i`) during the
+    /// run: device mode must stop writing, the blocks are no longer protected.
+    pub fn still_frozen(&self) -> bool {
+        self.frozen.is_none() || inode_flags(&self.file).is_ok_and(|f| f & FS_IMMUTABLE_FL != 0)
+    }
+
     /// Restores the flags [`freeze`](Self::freeze) changed and removes the crash record.
-    pub fn thaw(&mut self) -> Result<(), GuardError> {
+    pub fn thaw(&mut self) -> Result<(), LayoutError> {
         let Some(f) = self.frozen.take() else { return Ok(()) };
         if f.original & FS_IMMUTABLE_FL == 0 {
-            let now = inode_flags(&self.file).map_err(GuardError::io("FS_IOC_GETFLAGS", &self.path))?;
+            let now = inode_flags(&self.file).map_err(io_err("FS_IOC_GETFLAGS", &self.path))?;
             if let Err(e) = set_inode_flags(&self.file, now & !FS_IMMUTABLE_FL) {
                 // Keep the record: the next run retries.
-                return Err(GuardError::Io { op: "FS_IOC_SETFLAGS (restore)", path: self.path.clone(), source: e });
+                return Err(LayoutError::Io { op: "FS_IOC_SETFLAGS (restore)", path: self.path.clone(), source: e });
             }
         }
         if let Some(r) = f.record {
@@ -302,7 +279,7 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         let first = SwapFileGuard::acquire(&p).unwrap();
         let err = SwapFileGuard::acquire(&p).unwrap_err();
-        assert!(matches!(err, GuardError::Busy { .. }), "{err}");
+        assert!(matches!(err, LayoutError::InUse { .. }), "{err}");
         assert!(err.to_string().contains("in use by another swapdio process"), "{err}");
         drop(first);
         SwapFileGuard::acquire(&p).unwrap();
@@ -317,7 +294,7 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
         // Opening a FIFO read-only would block without a writer: refused first.
-        assert!(matches!(SwapFileGuard::acquire(&p), Err(GuardError::NotSwappable { .. })));
+        assert!(matches!(SwapFileGuard::acquire(&p), Err(LayoutError::NotSwappable { .. })));
         std::fs::remove_dir_all(&d).unwrap();
     }
 

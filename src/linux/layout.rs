@@ -184,8 +184,9 @@ pub enum LayoutError {
         /// The device's size (`BLKGETSIZE64`).
         device_size: u64,
     },
-    /// Another swapdio process holds the file's lock (it is driving or formatting it).
-    #[error("{}: in use by another swapdio process (it holds the file's lock); nothing was changed", path.display())]
+    /// Another swapdio process holds the file's lock (it is driving or formatting it):
+    /// the kernel's `EBUSY` for a second swapon of a claimed file.
+    #[error("{}: in use by another swapdio process (it holds the file's lock); try again when it has finished", path.display())]
     InUse {
         /// The file.
         path: PathBuf,

@@ -225,7 +225,7 @@ enum Existing {
 /// chmod-ed: `claim_swapfile`'s `EINVAL`), an active swap area, a file another swapdio
 /// process holds, and data that is not a swap area unless `force`.
 fn check_existing(path: &Path, force: bool) -> Result<Existing, LayoutError> {
-    use super::guard::{GuardError, SwapFileGuard};
+    use super::guard::SwapFileGuard;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -242,11 +242,7 @@ fn check_existing(path: &Path, force: bool) -> Result<Existing, LayoutError> {
     if super::layout::is_active_swap(meta.dev(), meta.ino()) {
         return Err(LayoutError::ActiveSwap { path: path.to_path_buf() });
     }
-    let guard = SwapFileGuard::acquire(path).map_err(|e| match e {
-        GuardError::Busy { path } => LayoutError::InUse { path },
-        GuardError::NotSwappable { path } => LayoutError::NotSwappable { path },
-        GuardError::Io { op, path, source } => LayoutError::Io { op, path, source },
-    })?;
+    let guard = SwapFileGuard::acquire(path)?;
     if meta.len() > 0 && !force && !has_swap_signature(&super::layout::read_header(path)?) {
         return Err(LayoutError::NotSwapArea { path: path.to_path_buf() });
     }
