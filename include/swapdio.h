@@ -1115,6 +1115,25 @@ int swapdio_map_lookup(const struct swapdio_map_entry *map,
                        struct swapdio_run *out);
 
 /**
+ * Writes a fresh swap header into `page` (mkswap: version 1, `last_page = pages - 1`,
+ * no bad pages, the `SWAPSPACE2` magic at the end of the page; the boot block before
+ * byte 1024 is left as it was), so a C caller can lay out a swap area and then activate
+ * it. `uuid` and `label` are NULL (zeros) or 16 bytes each.
+ *
+ * Returns 0, `-EFAULT` for a NULL `page`, `-EINVAL` if `len` is below
+ * `SWAPDIO_PAGE_SIZE` or `pages` below 2 (`swapon` refuses such an area).
+ *
+ * # Safety
+ * `page` is NULL or holds `len` writable bytes; `uuid` and `label` are NULL or hold 16
+ * readable bytes each.
+ */
+int swapdio_write_header(uint8_t *page,
+                         size_t len,
+                         uint64_t pages,
+                         const uint8_t *uuid,
+                         const uint8_t *label);
+
+/**
  * Size and alignment of the memory `swapdio_engine_init` places an engine in.
  *
  * Returns 0, `-EFAULT` if `out` is NULL.

@@ -5,7 +5,7 @@ use core::mem::size_of;
 
 use swapdio::{
     activate_into, ActivationRequest, BackendCaps, ExtentReport, FileAttrs, HeaderLimits, IoMode, Layout, MapEntry,
-    ModeRequest, SwapMap,
+    ModeRequest, SwapHeader, SwapMap,
 };
 
 use crate::callbacks::mode_code;
@@ -238,3 +238,44 @@ pub unsafe extern "C" fn swapdio_map_lookup(
 }
 
 const _: () = assert!(size_of::<swapdio_extent>() == size_of::<ExtentReport>());
+
+/// Writes a fresh swap header into `page` (mkswap: version 1, `last_page = pages - 1`,
+/// no bad pages, the `SWAPSPACE2` magic at the end of the page; the boot block before
+/// byte 1024 is left as it was), so a C caller can lay out a swap area and then activate
+/// it. `uuid` and `label` are NULL (zeros) or 16 bytes each.
+///
+/// Returns 0, `-EFAULT` for a NULL `page`, `-EINVAL` if `len` is below
+/// `SWAPDIO_PAGE_SIZE` or `pages` below 2 (`swapon` refuses such an area).
+///
+/// # Safety
+/// `page` is NULL or holds `len` writable bytes; `uuid` and `label` are NULL or hold 16
+/// readable bytes each.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_write_header(
+    page: *mut u8,
+    len: usize,
+    pages: u64,
+    uuid: *const u8,
+    label: *const u8,
+) -> c_int {
+    let sixteen = |p: *const u8| -> [u8; 16] {
+        let mut out = [0u8; 16];
+        if !p.is_null() {
+            // SAFETY: the caller guarantees a non-NULL `p` holds 16 readable bytes.
+            out.copy_from_slice(unsafe { core::slice::from_raw_parts(p, 16) });
+        }
+        out
+    };
+    // SAFETY: the caller guarantees `page` holds `len` writable bytes (u8: no alignment).
+    let page = match unsafe { mut_slice(page, len) } {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let Ok(header) = SwapHeader::new(pages, sixteen(uuid), sixteen(label)) else {
+        return neg(EINVAL);
+    };
+    match header.write(page) {
+        Ok(()) => 0,
+        Err(_) => neg(EINVAL),
+    }
+}

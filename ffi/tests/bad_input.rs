@@ -757,3 +757,23 @@ fn nofs_write_in_file_mode_is_eagain_and_the_folio_untouched() {
     }
     assert_eq!(world.pages.violations(), Vec::<String>::new());
 }
+
+#[test]
+fn c_swap_header_writer_matches_mkswap_and_refuses_bad_input() {
+    let uuid = [7u8; 16];
+    let mut page = vec![0xAAu8; SWAPDIO_PAGE_SIZE];
+    // SAFETY: `page` holds SWAPDIO_PAGE_SIZE writable bytes, `uuid` 16 readable bytes.
+    let rc = unsafe { swapdio_write_header(page.as_mut_ptr(), page.len(), 64, uuid.as_ptr(), null()) };
+    assert_eq!(rc, 0);
+    // The boot block is left alone; everything from the version field on is mkswap's.
+    assert!(page[..1024].iter().all(|&b| b == 0xAA));
+    assert_eq!(page[1024..], header(64)[1024..]);
+    let h = SwapHeader::parse(&page).expect("the written header parses");
+    assert_eq!((h.last_page, h.nr_badpages, h.uuid), (63, 0, uuid));
+    // SAFETY: NULL and short buffers are refused before any access.
+    unsafe {
+        assert_eq!(swapdio_write_header(null_mut(), SWAPDIO_PAGE_SIZE, 64, null(), null()), -EFAULT);
+        assert_eq!(swapdio_write_header(page.as_mut_ptr(), SWAPDIO_PAGE_SIZE - 1, 64, null(), null()), -EINVAL);
+        assert_eq!(swapdio_write_header(page.as_mut_ptr(), page.len(), 1, null(), null()), -EINVAL);
+    }
+}
