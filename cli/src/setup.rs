@@ -13,7 +13,7 @@ use std::time::Duration;
 use swapdio::fault::FaultConfig;
 use swapdio::linux::check::mode_name;
 use swapdio::linux::direct::{Arena, DriverStats, Target};
-use swapdio::linux::guard::{recover_stale_immutable, SwapFileGuard};
+use swapdio::linux::guard::{process_alive, recover_stale_immutable, SwapFileGuard};
 use swapdio::linux::layout::{probe, read_header, FileLayout};
 use swapdio::linux::lease::LayoutLease;
 use swapdio::linux::mkswap::create_anonymous_swap_file;
@@ -182,9 +182,7 @@ fn remove_stale_files(dir: &Path, quiet: bool) {
         }) else {
             continue;
         };
-        // SAFETY: kill with signal 0 only checks whether the process exists.
-        let alive = pid <= 0 || unsafe { libc::kill(pid, 0) } == 0 || io_errno() != libc::ESRCH;
-        if alive || !e.file_type().is_ok_and(|t| t.is_file()) {
+        if process_alive(pid) || !e.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
         let p = e.path();
@@ -197,10 +195,6 @@ fn remove_stale_files(dir: &Path, quiet: bool) {
             eprintln!("swapdio: removed {} left by a run that was killed (pid {pid})", p.display());
         }
     }
-}
-
-fn io_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 /// Undoes what killed runs left behind: the immutable flag the guard sets in device

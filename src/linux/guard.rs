@@ -62,6 +62,16 @@ fn try_lock_exclusive(file: &File) -> io::Result<bool> {
     }
 }
 
+/// Whether process `pid` exists (`kill(pid, 0)`; a process of another user counts).
+pub fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks whether the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 /// Opens `path` read-only for the guard after checking its type, so that a FIFO or a
 /// character device is never opened (an open could block or have side effects) and
 /// nothing is changed on a file the guard refuses.

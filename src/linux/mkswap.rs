@@ -271,6 +271,27 @@ struct Staged {
     name: Option<std::path::PathBuf>,
 }
 
+/// The hidden name of the staging file for `target` made by process `pid`.
+fn staging_name(dir: &Path, target: &Path, pid: u32) -> std::path::PathBuf {
+    let base = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.join(format!(".{base}.swapdio-{pid}.tmp"))
+}
+
+/// Removes staging files for `target` in `dir` that killed mkswap runs left (their
+/// process is gone).
+fn remove_stale_staging(dir: &Path, target: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let base = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let prefix = format!(".{base}.swapdio-");
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let pid = name.to_str().and_then(|n| n.strip_prefix(&prefix)?.strip_suffix(".tmp")?.parse::<i32>().ok());
+        if pid.is_some_and(|p| !super::guard::process_alive(p)) && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 impl Staged {
     /// A new, empty, mode-0600 file in `dir`: an anonymous `O_TMPFILE` file where the
     /// filesystem has them (it vanishes with the process, even after `kill -9`), else
@@ -282,8 +303,7 @@ impl Staged {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {}
             Err(e) => return Err(e),
         }
-        let base = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let name = dir.join(format!(".{base}.swapdio-{}.tmp", std::process::id()));
+        let name = staging_name(dir, target, std::process::id());
         let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&name)?;
         Ok(Staged { file, name: Some(name) })
     }
@@ -293,11 +313,8 @@ impl Staged {
         let name = match self.name.take() {
             Some(n) => n,
             None => {
-                let n = target.with_file_name(format!(
-                    ".{}.swapdio-{}.tmp",
-                    target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                    std::process::id()
-                ));
+                let dir = target.parent().unwrap_or(Path::new("."));
+                let n = staging_name(dir, target, std::process::id());
                 let from = std::ffi::CString::new(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
                     .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
                 let to = std::ffi::CString::new(n.as_os_str().as_encoded_bytes())
@@ -340,7 +357,7 @@ impl Drop for Staged {
 /// 1. refuse bad sizes ([`validate_size`]); look at what `path` is without changing
 ///    it: anything but a regular file or block device, an active swap area, a file
 ///    another swapdio process holds, or data without a swap signature (unless
-///    [`MkswapOptions::force`]) is refused ([`check_existing`]);
+///    [`MkswapOptions::force`]) is refused;
 /// 2. a block device gets a header only ([`format_swap_device`]);
 /// 3. refuse tmpfs (no extent map: the kernel cannot swap on it) and too little free
 ///    space (`statvfs`) before writing anything;
@@ -371,6 +388,7 @@ pub fn create_swap_file_with(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
+    remove_stale_staging(&dir, &target);
     check_room(&dir, &target, size)?;
     let staged = Staged::new(&dir, &target).map_err(|e| LayoutError::io("create", &target, e))?;
     format_swap_file(&staged.file, &target, size, progress)?;
@@ -567,6 +585,14 @@ mod tests {
         assert_eq!(h.last_page, 9);
         assert_eq!(h.validate(meta.len(), Default::default()), Ok(10));
         assert!(calls >= 2);
+        // A staging file a killed run left (its process is gone) is removed.
+        let dead = {
+            let mut c = std::process::Command::new("true").spawn().unwrap();
+            let pid = c.id();
+            c.wait().unwrap();
+            pid
+        };
+        std::fs::write(staging_name(&dir, &path, dead), b"left by a killed mkswap").unwrap();
         // An existing swap area is replaced without force.
         create_swap_file(&path, 12 * PAGE).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 12 * PAGE);
