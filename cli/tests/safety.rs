@@ -554,3 +554,34 @@ fn device_mode_stops_writing_when_the_immutable_flag_is_cleared() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["lease"].as_str().unwrap().contains("immutable flag was cleared"), "{}", v["lease"]);
 }
+
+/// `statvfs` free bytes of the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> u64 {
+    let out = Command::new("stat").args(["-f", "-c", "%a %S"]).arg(dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|x| x.parse::<u64>().unwrap());
+    it.next().unwrap() * it.next().unwrap()
+}
+
+#[test]
+fn device_mode_default_file_is_protected_and_freed_after_kill_9() {
+    if let Some(r) = root_skip(&["losetup", "mkfs.ext4", "mount", "umount", "stat"]) {
+        println!("SKIP: {r} (device mode on a loop-device filesystem needs root)");
+        return;
+    }
+    let l = Loop::new("anon", 64, true).unwrap();
+    let before = free_bytes(l.dir());
+    let mut run = Bg::spawn(&["stress", "--mode", "device", "--size", "24M", "--duration", "60s", "--dir"], &[l.dir()]);
+    assert!(run.wait_for_stderr("swapdio stress:", Duration::from_secs(30)), "device mode did not start");
+    assert!(free_bytes(l.dir()) + (20 << 20) <= before, "the swap file does not take space");
+    run.signal(libc::SIGKILL);
+    let _ = run.finish(Duration::from_secs(10));
+    let left: Vec<_> = std::fs::read_dir(l.dir()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("lost+found")], "kill -9 left files");
+    // The anonymous, immutable file is freed with its last descriptor.
+    let t = Instant::now();
+    while free_bytes(l.dir()) + (1 << 20) < before && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(free_bytes(l.dir()) + (1 << 20) >= before, "the killed run's swap file still holds its blocks");
+}
