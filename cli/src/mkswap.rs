@@ -84,7 +84,15 @@ pub fn run(args: Args, json: bool) -> ExitCode {
             serde_json::json!({"path": args.path.display().to_string(), "created": true, "size": size, "check": report.to_json()})
         );
     } else {
-        println!("created {} ({} bytes, {} pages, mode 0600)", args.path.display(), size, size / 4096);
+        let device = std::fs::metadata(&args.path).is_ok_and(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_block_device()
+        });
+        if device {
+            println!("wrote a swap header on {} ({} bytes, {} pages)", args.path.display(), size, size / 4096);
+        } else {
+            println!("created {} ({} bytes, {} pages, mode 0600)", args.path.display(), size, size / 4096);
+        }
         match report.kernel.usable_kib() {
             Some(kib) => println!("swapon would accept it: {kib} KiB usable"),
             None => println!("warning: swapon would still refuse it: {:?}", report.kernel),

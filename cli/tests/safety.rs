@@ -348,6 +348,10 @@ fn mkswap_on_a_block_device_writes_a_header_without_ftruncate() {
     // Now a swap area: replaced without --force.
     let out = swapdio(&["mkswap", "--size", "16M"], &[&dev]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wrote a swap header"));
+    // And driven in device mode (the guard has nothing to freeze on a device).
+    let out = swapdio(&["stress", "--mode", "device", "--duration", "500ms", "--file"], &[&dev]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
 }
 
 // ---- exclusion, layout changes, leftovers (findings 2, 9, 10, 12) --------------------------

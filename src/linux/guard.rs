@@ -146,20 +146,26 @@ impl SwapFileGuard {
     /// drop, so that its blocks stay its own while device mode writes to them. The
     /// original flags are recorded in [`RECORD_DIR`] first (for a file that still has
     /// a name). Needs `CAP_LINUX_IMMUTABLE` and a filesystem with `FS_IOC_SETFLAGS`
-    /// (ext4, xfs, btrfs); an error leaves the file as it was.
+    /// (ext4, xfs, btrfs); an error leaves the file as it was. On a block device it does
+    /// nothing (there is no filesystem under the blocks).
     pub fn freeze(&mut self) -> Result<(), LayoutError> {
         if self.frozen.is_some() {
             return Ok(());
         }
         let path = self.path.clone();
+        let meta = self.file.metadata().map_err(io_err("fstat", &path))?;
+        if !meta.file_type().is_file() {
+            // A block device: device mode writes to the device itself, whose blocks
+            // belong to no filesystem that could hand them out.
+            return Ok(());
+        }
         let original = inode_flags(&self.file).map_err(io_err("FS_IOC_GETFLAGS", &path))?;
         if original & FS_IMMUTABLE_FL != 0 {
             // Already immutable by the owner's choice: nothing to set or undo.
             self.frozen = Some(Frozen { original, record: None });
             return Ok(());
         }
-        let meta = self.file.metadata().map_err(io_err("fstat", &path))?;
-        let record = if meta.nlink() > 0 && meta.file_type().is_file() {
+        let record = if meta.nlink() > 0 {
             Some(write_record(self.id, original, &path).map_err(io_err("record the inode flags", &path))?)
         } else {
             None
