@@ -26,6 +26,8 @@ use swapdio::linux::guard::SwapFileGuard;
 use swapdio::linux::mkswap::parse_size;
 use swapdio::{Folio, FolioId, FsContext, MapEntry, PageOps, StorageConfig, SwapEvent, SwapMap, PAGE_SIZE};
 
+mod nbd;
+
 const PAGE: u64 = PAGE_SIZE as u64;
 
 /// Arguments of `swapdio bench`.
@@ -44,7 +46,9 @@ pub struct Args {
     /// I/O mode.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
-    /// Use this existing swap file (its data pages are overwritten).
+    /// Use this existing swap file (its data pages are overwritten), or an NBD export
+    /// (`nbd://host[:port]/export`, `nbd+unix:///export?socket=PATH`; after `swapdio
+    /// mkswap` on it), measured beside fio's nbd engine on the same export.
     #[arg(long)]
     pub file: Option<PathBuf>,
     /// Directory to create the swap file in.
@@ -431,8 +435,12 @@ fn fio_case(path: &Path, file_size: u64, case: &Case, d: Duration) -> Option<Mea
         eprintln!("swapdio bench: fio failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         return None;
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    // fio may print warnings before the JSON object.
+    fio_measure(&String::from_utf8_lossy(&out.stdout), case)
+}
+
+/// The case's direction's IOPS, bandwidth and latency from fio's JSON output (fio may
+/// print warnings before the JSON object).
+fn fio_measure(text: &str, case: &Case) -> Option<Measure> {
     let json: serde_json::Value = serde_json::from_str(&text[text.find('{')?..]).ok()?;
     let job = &json["jobs"][0][match case.dir {
         Dir::Read => "read",
@@ -473,6 +481,9 @@ pub fn run(args: Args, json: bool) -> ExitCode {
 
 fn bench(args: &Args, json: bool) -> Result<(), String> {
     let cases = selected_cases(args.only.as_deref())?;
+    if let Some(uri) = args.file.as_deref().map(crate::target::nbd_uri).transpose()?.flatten() {
+        return nbd::bench(args, json, &uri, &cases);
+    }
     let (path, shown, _created) = match &args.file {
         Some(p) => (p.clone(), p.display().to_string(), None),
         None => {

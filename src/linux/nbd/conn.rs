@@ -303,6 +303,33 @@ impl Stream {
     }
 }
 
+/// A TCP stream's read side that re-arms `TCP_QUICKACK` after every read, so the
+/// client acknowledges replies at once instead of after the delayed-ACK timer: a server
+/// that leaves Nagle on (qemu-nbd) otherwise holds its next small reply until that ACK
+/// (measured: 40 ms stalls with 32 requests in flight on one connection).
+#[derive(Debug)]
+pub struct QuickAck(pub Stream);
+
+impl Read for QuickAck {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        if let Stream::Tcp(t) = &self.0 {
+            let one: libc::c_int = 1;
+            // SAFETY: setsockopt reads one int from a valid pointer for the given length.
+            unsafe {
+                libc::setsockopt(
+                    t.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_QUICKACK,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+        }
+        Ok(n)
+    }
+}
+
 impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> RawFd {
         match self {

@@ -19,7 +19,7 @@
 //! * Only a connection's receiver completes the requests sent on it (also when they
 //!   fail), so a request's memory is never written after its completion.
 
-use super::conn::{connect, Export, HandshakeOptions, NbdError, Stream};
+use super::conn::{connect, Export, HandshakeOptions, NbdError, QuickAck, Stream};
 use super::proto;
 use super::replies::{read_reply, Pending, ReplyError, ReplyTarget};
 use super::uri::NbdUri;
@@ -488,7 +488,7 @@ impl Shared {
             if let Some(stream) = stream {
                 let reason = match stream.try_clone() {
                     Ok(rd) => {
-                        let mut src = BufReader::with_capacity(READ_BUFFER, rd);
+                        let mut src = BufReader::with_capacity(READ_BUFFER, QuickAck(rd));
                         let mut target = Target { shared: &self, ci, epoch };
                         loop {
                             if let Err(e) = read_reply(&mut src, &mut target) {
