@@ -710,6 +710,9 @@ struct Report {
     layout_changed: bool,
     interrupted: bool,
     driver_stats: DriverStats,
+    /// NBD targets: connections, losses, reconnects, FUA writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbd: Option<swapdio::linux::nbd::NbdStats>,
 }
 
 /// Runs `swapdio stress`.
@@ -894,6 +897,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         (None, Err(e)) => format!("CHANGED: {e}"),
     };
     let driver_stats = engine.backend().stats();
+    let nbd = crate::target::nbd_stats(engine.backend());
     let pages = engine.page_ops();
     let violations = pages.violations.load(Ordering::Relaxed) + u64::from(!deactivated);
     let pins_leaked = pages.pins_held();
@@ -949,6 +953,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         layout_changed: layout_changed.is_some(),
         interrupted,
         driver_stats,
+        nbd,
     })
 }
 
@@ -998,6 +1003,9 @@ fn print_report(r: &Report, json: bool) {
     );
     println!("  page rules      {} violations, {} pins leaked", r.page_rule_violations, r.pins_leaked);
     println!("  layout lease    {}", r.lease);
+    if let Some(n) = &r.nbd {
+        println!("{}", crate::target::nbd_stats_line(n));
+    }
     println!("  mismatches      {}", r.mismatches);
     for m in &r.mismatch_examples {
         println!("    {m}");

@@ -11,7 +11,7 @@ use swapdio::fault::FaultConfig;
 use swapdio::linux::check::CheckReport;
 use swapdio::linux::direct::Arena;
 use swapdio::linux::lease::LayoutLease;
-use swapdio::linux::nbd::{self, NbdBackend, NbdConfig, NbdUri};
+use swapdio::linux::nbd::{self, NbdBackend, NbdConfig, NbdStats, NbdUri};
 use swapdio::{ModeRequest, StorageConfig};
 
 /// The export named by `path`, if it is an NBD URI; an error if it looks like one but
@@ -101,6 +101,30 @@ pub fn nbd_driver(
 ) -> Result<Arc<NbdBackend>, String> {
     let config = NbdConfig { faults, ..NbdConfig::for_storage(storage) };
     NbdBackend::new(uri, arena.clone(), config).map(Arc::new).map_err(|e| format!("{uri}: {e}"))
+}
+
+/// The NBD driver's counters, when `driver` is one.
+pub fn nbd_stats(driver: &crate::setup::Driver) -> Option<NbdStats> {
+    match driver {
+        crate::setup::Driver::Nbd(n) => Some(n.nbd_stats()),
+        _ => None,
+    }
+}
+
+/// The report line of an NBD run.
+pub fn nbd_stats_line(n: &NbdStats) -> String {
+    format!(
+        "  nbd             {} connection(s), {} lost ({} protocol errors), {} reconnects, {} requests failed in flight, \
+         {} error replies, {} not connected, {} FUA writes",
+        n.connections,
+        n.connection_losses,
+        n.protocol_errors,
+        n.reconnects,
+        n.failed_in_flight,
+        n.error_replies,
+        n.not_connected,
+        n.fua_writes
+    )
 }
 
 /// `swapdio check` on a file or an export.
