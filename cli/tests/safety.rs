@@ -284,7 +284,7 @@ fn mkswap_refuses_existing_data_and_too_large_sizes_without_touching_the_file() 
 }
 
 #[test]
-fn mkswap_killed_midway_leaves_nothing_behind() {
+fn mkswap_killed_or_failing_midway_leaves_nothing_behind_and_the_old_file_intact() {
     let s = Scratch::new("killed");
     let p = s.path("new.swap");
     // The file-size limit kills mkswap (SIGXFSZ) while it allocates.
@@ -298,6 +298,23 @@ fn mkswap_killed_midway_leaves_nothing_behind() {
     assert!(!out.status.success());
     let left: Vec<_> = std::fs::read_dir(&s.0).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "a failed mkswap left {left:?}");
+
+    // The same limit with SIGXFSZ ignored: fallocate fails (EFBIG) after the checks, and
+    // the forced replacement of an existing file leaves that file as it was.
+    let precious = s.path("precious.txt");
+    std::fs::write(&precious, b"irreplaceable").unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1024; exec \"$0\" mkswap --force --size 64M \"$1\"")
+        .arg(BIN)
+        .arg(&precious)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("fallocate") || stderr(&out).contains("write"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&precious).unwrap(), b"irreplaceable", "a failed mkswap destroyed the file");
+    let left: Vec<_> = std::fs::read_dir(&s.0).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("precious.txt")], "a failed mkswap left files behind");
 }
 
 #[test]
