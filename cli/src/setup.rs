@@ -368,8 +368,8 @@ pub fn make_engine<P: PageOps + Send + Sync + 'static>(
     Ok(engine)
 }
 
-/// Re-checks an activated file's layout while a workload runs: every `every`, and at
-/// once whenever the error count grew (a hole punched under file mode shows up as
+/// Re-checks an activated file's layout while a workload runs: every `every`, and soon
+/// (within 50 ms) whenever the error count grew (a hole punched under file mode shows up as
 /// `ENOSPC`, a kernel swapon as `ETXTBSY`). [`LayoutLease::verify`] reports a moved,
 /// freed or added extent, a size change, a replaced file, and a file the kernel has
 /// activated as swap; the caller then stops writing.
@@ -388,7 +388,10 @@ impl LayoutWatch {
     /// `Some(what changed)` when it is time to look (or `errors` grew) and the layout
     /// is no longer the one activated, or (device mode) the file is no longer immutable.
     pub fn poll(&mut self, lease: &Lease, guard: Option<&SwapFileGuard>, errors: u64) -> Option<String> {
-        if errors == self.errors && self.last.elapsed() < self.every {
+        // After an error look again soon, but not on every error: under injected faults
+        // (or a failing disk) a re-read per failed request would swamp the workload.
+        let since = self.last.elapsed();
+        if since < self.every && (errors == self.errors || since < ERROR_RECHECK_GAP) {
             return None;
         }
         self.errors = errors;
@@ -399,6 +402,9 @@ impl LayoutWatch {
         lease.verify().err()
     }
 }
+
+/// The shortest time between two error-triggered layout checks.
+const ERROR_RECHECK_GAP: Duration = Duration::from_millis(50);
 
 /// Exit status of `stress` and `bench` when the swap file's layout changed during the
 /// run (or the kernel activated it): writing stopped at once; what was written since the
