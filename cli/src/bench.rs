@@ -7,9 +7,10 @@
 //! kernel's `SWAP_CLUSTER_MAX` batching compared with fio's 128 KiB sequential jobs.
 
 use crate::setup::{
-    activate_for_io, create_default_file, install_stop_handler, make_driver, make_engine, open_target, percentile,
-    DriverArg, ModeArg, Rng, STOP,
+    activate_for_io, create_default_file, install_stop_handler, latency_histogram, make_driver, make_engine,
+    open_target, record_latency, DriverArg, ModeArg, Rng, STOP,
 };
+use hdrhistogram::Histogram;
 use io_uring::{opcode, types, IoUring};
 use serde::Serialize;
 use std::os::fd::AsRawFd;
@@ -102,13 +103,12 @@ struct Measure {
 }
 
 impl Measure {
-    fn from_samples(ops: u64, bytes: u64, secs: f64, lat: &mut [u32]) -> Measure {
-        lat.sort_unstable();
+    fn from_samples(ops: u64, bytes: u64, secs: f64, lat: &Histogram<u64>) -> Measure {
         Measure {
             iops: ops as f64 / secs,
             mib_s: bytes as f64 / secs / (1 << 20) as f64,
-            p50_us: f64::from(percentile(lat, 50)),
-            p99_us: f64::from(percentile(lat, 99)),
+            p50_us: lat.value_at_quantile(0.50) as f64,
+            p99_us: lat.value_at_quantile(0.99) as f64,
         }
     }
 }
@@ -134,14 +134,14 @@ struct Positions {
 
 impl Positions {
     fn new(seed: u64, slots: u64, case: &Case) -> Positions {
-        Positions { rng: Rng::new(seed), next: 1, slots, pages: u64::from(case.pages), random: case.random }
+        Positions { rng: Rng::with_seed(seed), next: 1, slots, pages: u64::from(case.pages), random: case.random }
     }
 
     /// First slot of the next request: its `pages` slots lie inside the map.
     fn next_slot(&mut self) -> u64 {
-        let last = self.slots - self.pages; // highest valid first slot
+        let last = self.slots.saturating_sub(self.pages).max(1); // highest valid first slot
         if self.random {
-            return self.rng.range(1, last + 1);
+            return self.rng.u64(1..=last.max(1));
         }
         if self.next > last {
             self.next = 1;
@@ -181,14 +181,21 @@ impl PageOps for BenchPages {
 
 type BenchEngine = crate::setup::SwapEngine<BenchPages>;
 
-fn engine_case(engine: &BenchEngine, rx: &Receiver<u32>, case: &Case, slots: u64, seed: u64, d: Duration) -> Measure {
+fn engine_case(
+    engine: &BenchEngine,
+    rx: &Receiver<u32>,
+    case: &Case,
+    slots: u64,
+    seed: u64,
+    d: Duration,
+) -> Option<Measure> {
     engine.page_ops().dir.store(u8::from(case.dir == Dir::Write), Ordering::Relaxed);
     let pages = case.pages as usize;
     let mut pos = Positions::new(seed, slots, case);
     let mut remaining = vec![0usize; case.qd];
     let mut started = vec![Instant::now(); case.qd];
     let mut free: Vec<usize> = (0..case.qd).collect();
-    let mut lat = Vec::with_capacity(1 << 20);
+    let mut lat = latency_histogram().ok()?;
     let (mut ops, mut bytes) = (0u64, 0u64);
     let start = Instant::now();
     let deadline = start + d;
@@ -263,7 +270,7 @@ fn engine_case(engine: &BenchEngine, rx: &Receiver<u32>, case: &Case, slots: u64
                 if measuring {
                     ops += 1;
                     bytes += pages as u64 * PAGE;
-                    lat.push(started[k].elapsed().as_micros() as u32);
+                    record_latency(&mut lat, started[k]);
                 }
             }
         };
@@ -272,7 +279,7 @@ fn engine_case(engine: &BenchEngine, rx: &Receiver<u32>, case: &Case, slots: u64
             handle(p);
         }
     }
-    Measure::from_samples(ops, bytes, d.as_secs_f64().min(start.elapsed().as_secs_f64()), &mut lat)
+    Some(Measure::from_samples(ops, bytes, d.as_secs_f64().min(start.elapsed().as_secs_f64()), &lat))
 }
 
 // ---- raw io_uring loop (no engine) ---------------------------------------------------------
@@ -294,7 +301,7 @@ fn raw_case(
     let len = case.pages * PAGE_SIZE as u32;
     let mut pos = Positions::new(seed, map.slots(), case);
     let mut started = vec![Instant::now(); case.qd];
-    let mut lat = Vec::with_capacity(1 << 20);
+    let mut lat = latency_histogram().ok()?;
     let (mut ops, mut in_flight) = (0u64, 0usize);
     let mut push = |ring: &IoUring, k: usize, started: &mut Vec<Instant>| -> bool {
         // The pages of one request lie in one extent of the map (as the engine's plug
@@ -340,7 +347,7 @@ fn raw_case(
             let k = k as usize;
             if res == len as i32 {
                 ops += 1;
-                lat.push(started[k].elapsed().as_micros() as u32);
+                record_latency(&mut lat, started[k]);
             } else {
                 errors += 1;
             }
@@ -357,7 +364,7 @@ fn raw_case(
         eprintln!("swapdio bench: raw loop saw {errors} failed requests in {}", case.name);
     }
     let secs = d.as_secs_f64().min(start.elapsed().as_secs_f64());
-    Some(Measure::from_samples(ops, ops * u64::from(len), secs, &mut lat))
+    Some(Measure::from_samples(ops, ops * u64::from(len), secs, &lat))
 }
 
 // ---- fio --------------------------------------------------------------------------------------
@@ -537,7 +544,7 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
         let (mut es, mut raws, mut fios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..u64::from(args.rounds) {
             let seed = args.seed.wrapping_add(round);
-            es.push(engine_case(&engine, &rx, case, slots, seed, args.duration));
+            es.extend(engine_case(&engine, &rx, case, slots, seed, args.duration));
             raws.extend(raw_case(&raw_target, &raw_map, &arena, case, seed, args.duration));
             if fio {
                 // fio writes through the file: in device mode the guard lifts the

@@ -4,11 +4,12 @@
 
 use crate::target::Lease;
 use clap::ValueEnum;
+use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use swapdio::fault::FaultConfig;
 use swapdio::linux::check::mode_name;
@@ -55,22 +56,61 @@ pub enum DriverArg {
     Pread,
 }
 
-/// Parses `10s`, `500ms`, `2m`, or a plain number of seconds.
+/// Shortest `--duration` accepted: the resolution of the workload's clock checks.
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+/// Longest `--duration` accepted (a deadline past it could not be represented on every
+/// clock; nobody means more).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, `1.5s` or a plain number of seconds into a
+/// [`Duration`] with integer arithmetic only (checked: no float rounding, no overflow,
+/// no panic on any input), between [`MIN_DURATION`] and [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 10s, 500ms, 2m"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        _ => return Err(format!("invalid duration unit {unit:?} in {s:?}: use ms, s or m")),
+    let bad = || format!("invalid duration {s:?}: expected e.g. 10s, 500ms, 2m, 1h");
+    let nanos_per_unit: u128 = match unit.trim() {
+        "" | "s" => 1_000_000_000,
+        "ms" => 1_000_000,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        u => return Err(format!("invalid duration unit {u:?} in {s:?}: use ms, s, m or h")),
     };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("duration {s:?} must be positive"));
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
+        return Err(bad());
     }
-    Ok(Duration::from_secs_f64(secs))
+    let too_long = || format!("duration {s:?} is too long: at most {} days", MAX_DURATION.as_secs() / 86_400);
+    // Integer part, then up to 9 fraction digits of the unit (finer digits are below any
+    // unit's nanosecond and are dropped).
+    let whole: u128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| too_long())? };
+    let mut nanos = whole.checked_mul(nanos_per_unit).ok_or_else(too_long)?;
+    let mut scale = nanos_per_unit;
+    for d in frac.bytes().take(18) {
+        scale /= 10;
+        nanos = nanos.checked_add(u128::from(d - b'0') * scale).ok_or_else(too_long)?;
+    }
+    let max = MAX_DURATION.as_nanos();
+    if nanos > max {
+        return Err(too_long());
+    }
+    let d = Duration::from_nanos(u64::try_from(nanos).map_err(|_| too_long())?);
+    if d < MIN_DURATION {
+        return Err(format!("duration {s:?} is below the resolution of 1ms"));
+    }
+    Ok(d)
+}
+
+/// `d` as users write it: `1.5s`, `250ms`, `10s`.
+pub fn show_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}.{:03}s", d.as_secs(), d.subsec_millis())
+    }
 }
 
 /// The driver under the engine: io_uring or pread, or NBD for an export.
@@ -115,45 +155,23 @@ impl Backend for Driver {
     }
 }
 
-/// A small, seeded PRNG (SplitMix64): the workload is reproducible from `--seed`.
-pub struct Rng(u64);
+/// The workload's seeded PRNG: the workload is reproducible from `--seed`.
+pub type Rng = fastrand::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `lo..hi` (`hi > lo`).
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo).max(1)
-    }
-}
+/// Set when SIGINT, SIGTERM or SIGHUP arrives: the workload stops so cleanup runs (the
+/// swap file is removed, the guard restores the file's flags).
+pub static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
-/// Stops the workload on SIGINT/SIGTERM/SIGHUP so cleanup runs (the swap file is removed,
-/// the guard restores the file's flags).
-pub static STOP: AtomicBool = AtomicBool::new(false);
+/// Exit status of a run that a signal stopped early (`128 + SIGINT`, what a shell shows
+/// for Ctrl-C); what was checked before the stop is still reported.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Installs the SIGINT/SIGTERM/SIGHUP handler that sets [`STOP`] (a closed terminal
+/// Installs the SIGINT/SIGTERM/SIGHUP handlers that set [`STOP`] (a closed terminal
 /// stops the run like Ctrl-C instead of killing it before cleanup).
 pub fn install_stop_handler() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction with a handler that only stores to an atomic
-        // (async-signal-safe); no SA_RESTART so blocking waits see EINTR.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&STOP)) {
+            eprintln!("swapdio: cannot handle signal {sig}: {e}");
         }
     }
 }
@@ -411,11 +429,13 @@ const ERROR_RECHECK_GAP: Duration = Duration::from_millis(50);
 /// last check cannot be trusted.
 pub const EXIT_LAYOUT_CHANGED: u8 = 4;
 
-/// Latency percentile (`q` in 0..=100) of sorted samples.
-pub fn percentile(sorted: &[u32], q: usize) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = (sorted.len() * q / 100).min(sorted.len() - 1);
-    sorted[i]
+/// A latency histogram in microseconds, 1 us to 10 min at 3 significant digits.
+pub fn latency_histogram() -> Result<Histogram<u64>, String> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).map_err(|e| format!("latency histogram: {e}"))
+}
+
+/// Records the time since `start` in `h`, in microseconds (clamped to the histogram's range).
+pub fn record_latency(h: &mut Histogram<u64>, start: std::time::Instant) {
+    let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    h.saturating_record(us.clamp(1, h.high()));
 }

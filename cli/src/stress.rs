@@ -10,25 +10,28 @@
 //! is written again later. The file has no name and vanishes with the process (also after an error,
 //! ctrl-c or kill -9). Exits non-zero on any mismatch, lost page, page-rule violation or moved extent.
 
+use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swapdio::fault::{FaultConfig, FaultKinds};
 use swapdio::linux::check::mode_name;
 use swapdio::linux::direct::{Arena, DriverStats};
 use swapdio::linux::mkswap::parse_size;
+use swapdio::linux::uring::{Foreground, UringBackend};
 use swapdio::{FolioId, FsContext, PageOps, StorageConfig, SwapError, SwapEvent, PAGE_SIZE};
 
 use crate::pattern::{describe, stamp};
 use crate::setup::{
-    activate_for_io, create_default_file, install_stop_handler, make_driver, make_engine, parse_duration, percentile,
-    DriverArg, LayoutWatch, ModeArg, Rng, SwapEngine, EXIT_LAYOUT_CHANGED, STOP,
+    activate_for_io, create_default_file, install_stop_handler, latency_histogram, make_driver, make_engine,
+    parse_duration, record_latency, show_duration, Driver, DriverArg, LayoutWatch, ModeArg, Rng, SwapEngine,
+    EXIT_INTERRUPTED, EXIT_LAYOUT_CHANGED, STOP,
 };
 const PAGE: usize = PAGE_SIZE;
 
@@ -256,7 +259,10 @@ struct Counts {
     would_block: u64,
 }
 
-struct Work {
+struct Work<'a> {
+    /// Open while the driver is io_uring: this thread reaps its own completions (the
+    /// driver's fast path; no hand-off from the reaper thread).
+    fg: Option<Foreground<'a>>,
     engine: Arc<SwapEngine<StressPages>>,
     arena: Arc<Arena>,
     rx: Receiver<u32>,
@@ -270,7 +276,7 @@ struct Work {
     free_ops: Vec<u32>,
     in_flight_ops: usize,
     qd: usize,
-    latencies: Vec<u32>,
+    latencies: Histogram<u64>,
     counts: Counts,
     mismatch_examples: Vec<String>,
     buf: Vec<u8>,
@@ -278,6 +284,11 @@ struct Work {
     /// Final pass: committed slots whose read failed, to read again.
     reread: Vec<u64>,
     verified: u64,
+    /// Final pass: slots read back whose content was not the last committed write.
+    lost: u64,
+    /// End of the write-back and read-back phase (`--duration` after the workload, at
+    /// least 30 s): every loop after the workload stops here, or at a stop signal.
+    end_by: Instant,
     last_progress: Instant,
 }
 
@@ -287,7 +298,7 @@ enum Issued {
     Nothing,
 }
 
-impl Work {
+impl Work<'_> {
     fn pages_ops(&self) -> &StressPages {
         self.engine.page_ops()
     }
@@ -340,7 +351,7 @@ impl Work {
         };
         if let Some(start) = finished {
             if sample {
-                self.latencies.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                record_latency(&mut self.latencies, start);
             }
             self.ops[op as usize] = None;
             self.free_ops.push(op);
@@ -468,13 +479,13 @@ impl Work {
 
     /// A random slot satisfying `ok`, if one is found in a few tries.
     fn pick(&mut self, ok: impl Fn(&SlotRec) -> bool) -> Option<u64> {
-        (0..16).map(|_| self.rng.range(1, self.nslots)).find(|&s| ok(&self.slots[s as usize]))
+        (0..16).map(|_| self.rng.u64(1..self.nslots.max(2))).find(|&s| ok(&self.slots[s as usize]))
     }
 
     /// One op of the mixed workload.
     fn issue_one(&mut self) -> Issued {
         if let Some(&p) = self.dirty.front() {
-            if self.rng.next() % 4 == 0 || self.free.len() < 64 {
+            if self.rng.u8(..4) == 0 || self.free.len() < 64 {
                 self.dirty.pop_front();
                 return self.rewrite(p);
             }
@@ -482,7 +493,7 @@ impl Work {
         if self.free.len() < 32 {
             return Issued::Blocked;
         }
-        let roll = self.rng.next() % 100;
+        let roll = self.rng.u32(..100);
         let written = |r: &SlotRec| !r.busy && r.committed > 0;
         match roll {
             0..=29 => match self.pick(|r| !r.busy) {
@@ -491,7 +502,7 @@ impl Work {
             },
             30..=49 => match self.pick(|r| !r.busy) {
                 Some(s) => {
-                    let n = self.rng.range(8, 33);
+                    let n = self.rng.u64(8..=32);
                     self.write_run(s, n)
                 }
                 None => Issued::Nothing,
@@ -502,7 +513,7 @@ impl Work {
             },
             _ => match self.pick(written) {
                 Some(s) => {
-                    let n = self.rng.range(8, 33);
+                    let n = self.rng.u64(8..=32);
                     self.read_run(s, n, false).0
                 }
                 None => Issued::Nothing,
@@ -535,6 +546,9 @@ impl Work {
                     stamp(rec.slot, rec.gen, &mut self.expect);
                     if self.buf != self.expect {
                         self.counts.mismatches += 1;
+                        if rec.verify {
+                            self.lost += 1;
+                        }
                         if self.mismatch_examples.len() < 8 {
                             self.mismatch_examples.push(format!(
                                 "slot {}: expected generation {}, found {}",
@@ -562,6 +576,10 @@ impl Work {
     }
 
     fn drain_ready(&mut self) -> usize {
+        if let Some(fg) = self.fg.as_mut() {
+            // Reap what the ring completed (no wait).
+            fg.wait(Duration::ZERO);
+        }
         let mut n = 0;
         while let Ok(p) = self.rx.try_recv() {
             self.complete(p);
@@ -570,15 +588,33 @@ impl Work {
         n
     }
 
+    /// The next finished folio, waiting up to `timeout`.
+    fn next_done(&mut self, timeout: Duration) -> Option<u32> {
+        if let Ok(p) = self.rx.try_recv() {
+            return Some(p);
+        }
+        let Some(fg) = self.fg.as_mut() else { return self.rx.recv_timeout(timeout).ok() };
+        let give_up = Instant::now() + timeout;
+        loop {
+            let handled = fg.wait(give_up.saturating_duration_since(Instant::now()));
+            if let Ok(p) = self.rx.try_recv() {
+                return Some(p);
+            }
+            if Instant::now() >= give_up || (handled == 0 && self.in_flight_ops == 0) {
+                return None;
+            }
+        }
+    }
+
     fn wait_one(&mut self, timeout: Duration) -> bool {
-        match self.rx.recv_timeout(timeout) {
-            Ok(p) => {
+        match self.next_done(timeout) {
+            Some(p) => {
                 self.complete(p);
                 self.drain_ready();
                 self.last_progress = Instant::now();
                 true
             }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => false,
+            None => false,
         }
     }
 
@@ -598,23 +634,48 @@ impl Work {
         true
     }
 
-    /// Writes every dirty page until none is left (bounded rounds).
+    /// Time to give up the end phase: the stop flag, or its deadline.
+    fn ending(&self) -> bool {
+        STOP.load(Ordering::Relaxed) || Instant::now() >= self.end_by
+    }
+
+    /// Writes every dirty page until none is left. Bounded whatever the device does: it
+    /// stops at a stop signal, at the end-phase deadline, and after 3 rounds in a row in
+    /// which no rewrite succeeded (a device failing every write). What is still dirty
+    /// then stays in `dirty`, reported as not written back.
     fn flush_dirty(&mut self) {
-        for _ in 0..1000 {
-            if !self.drain_all() || self.dirty.is_empty() {
-                return;
-            }
-            while let Some(p) = self.dirty.pop_front() {
-                while self.in_flight_ops >= self.qd {
+        let mut fruitless = 0;
+        while !self.dirty.is_empty() && fruitless < 3 {
+            let before = self.counts.writes_ok;
+            // One round: every page dirty now, once; failures come back for the next round.
+            let mut round: VecDeque<u32> = std::mem::take(&mut self.dirty);
+            while let Some(p) = round.pop_front() {
+                if self.ending() {
+                    round.push_front(p);
+                    break;
+                }
+                while self.in_flight_ops >= self.qd && !self.ending() {
                     if !self.wait_one(Duration::from_millis(100)) && self.stalled() {
-                        self.dirty.push_front(p);
-                        return;
+                        break;
                     }
                 }
+                if self.in_flight_ops >= self.qd {
+                    round.push_front(p);
+                    break;
+                }
                 if let Issued::Blocked = self.rewrite(p) {
+                    // `rewrite` put it back on `dirty`: retry it in this round.
+                    if let Some(q) = self.dirty.pop_front() {
+                        round.push_front(q);
+                    }
                     self.wait_one(Duration::from_micros(100));
                 }
             }
+            self.dirty.extend(round);
+            if !self.drain_all() || self.ending() {
+                return;
+            }
+            fruitless = if self.counts.writes_ok > before { 0 } else { fruitless + 1 };
         }
     }
 
@@ -631,7 +692,7 @@ impl Work {
         for _round in 0..20 {
             let mut i = 0;
             while i < todo.len() {
-                if STOP.load(Ordering::Relaxed) || self.stalled() {
+                if self.ending() || self.stalled() {
                     return total;
                 }
                 self.drain_ready();
@@ -669,9 +730,43 @@ impl Work {
     }
 }
 
+/// How a run ended, and its exit status (documented in the README and `--help`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    /// Everything written was read back intact: exit 0.
+    Ok,
+    /// A check failed (mismatch, lost page, page rule, leaked pin, submit error): exit 1.
+    Failed,
+    /// Nothing wrong was found but not everything could be checked (pages that could not
+    /// be written back or read back, nothing written at all, or the end phase timed out): exit 3.
+    Unverified,
+    /// The layout changed during the run: exit 4.
+    LayoutChanged,
+    /// Stopped by SIGINT/SIGTERM/SIGHUP before the end: exit 130.
+    Interrupted,
+}
+
+impl Outcome {
+    fn exit_status(self) -> u8 {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Failed => 1,
+            Outcome::Unverified => EXIT_UNVERIFIED,
+            Outcome::LayoutChanged => EXIT_LAYOUT_CHANGED,
+            Outcome::Interrupted => EXIT_INTERRUPTED,
+        }
+    }
+}
+
+/// Exit status of a run that found nothing wrong but could not check everything.
+const EXIT_UNVERIFIED: u8 = 3;
+
 #[derive(Serialize)]
 struct Report {
     ok: bool,
+    outcome: Outcome,
+    exit_status: u8,
     file: String,
     created: bool,
     size_bytes: u64,
@@ -689,10 +784,10 @@ struct Report {
     pages_in_per_s: f64,
     mib_out_per_s: f64,
     mib_in_per_s: f64,
-    latency_us_p50: u32,
-    latency_us_p99: u32,
-    latency_us_max: u32,
-    latency_samples: usize,
+    latency_us_p50: u64,
+    latency_us_p99: u64,
+    latency_us_max: u64,
+    latency_samples: u64,
     requests: u64,
     counts: Counts,
     errors: u64,
@@ -700,8 +795,15 @@ struct Report {
     mismatch_examples: Vec<String>,
     slots_written: u64,
     verified_pages: u64,
+    /// Read back at the end with content other than the last committed write.
     lost_pages: u64,
+    /// Written pages the final pass could not read back (all reads failed, or stopped
+    /// early): neither verified nor known to be lost.
+    unverified_pages: u64,
+    /// Pages whose every write failed: still only in memory (not lost), never written.
     unwritten_dirty_pages: u64,
+    /// The write-back/read-back phase hit its deadline.
+    end_phase_timed_out: bool,
     page_rule_violations: u64,
     pins_leaked: i64,
     lease: String,
@@ -721,13 +823,7 @@ pub fn run(args: Args, json: bool) -> ExitCode {
     match stress(&args, json) {
         Ok(report) => {
             print_report(&report, json);
-            if report.layout_changed {
-                ExitCode::from(EXIT_LAYOUT_CHANGED)
-            } else if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            ExitCode::from(report.exit_status)
         }
         Err(e) => {
             if json {
@@ -776,23 +872,29 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     let engine = make_engine(act.map, storage, driver, StressPages::new(arena_pages, tx))?;
     if !json {
         eprintln!(
-            "swapdio stress: {} ({} usable pages, {} extent(s)), {} mode, {} driver, QD {}, {:?}, seed {}{}",
+            "swapdio stress: {} ({} usable pages, {} extent(s)), {} mode, {} driver, QD {}, {}, seed {}{}",
             shown,
             act.report.usable_pages,
             act.report.extents,
             mode_name(mode),
             driver_name,
             qd,
-            args.duration,
+            show_duration(args.duration),
             seed,
             if faults.rate_ppm > 0 { format!(", faults {} ppm", faults.rate_ppm) } else { String::new() }
         );
     }
+    // The driver's fast path: with io_uring this thread submits and reaps itself.
+    let uring = match engine.backend() {
+        Driver::Uring(u) => Some(Arc::clone(u)),
+        _ => None,
+    };
     let mut w = Work {
+        fg: uring.as_deref().map(UringBackend::foreground),
         engine: engine.clone(),
         arena,
         rx,
-        rng: Rng::new(seed),
+        rng: Rng::with_seed(seed),
         slots: vec![SlotRec::default(); nslots as usize],
         nslots,
         pages: vec![PageRec::default(); arena_pages],
@@ -802,13 +904,15 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         free_ops: Vec::new(),
         in_flight_ops: 0,
         qd,
-        latencies: Vec::with_capacity(1 << 20),
+        latencies: latency_histogram()?,
         counts: Counts::default(),
         mismatch_examples: Vec::new(),
         buf: vec![0; PAGE],
         expect: vec![0; PAGE],
         reread: Vec::new(),
         verified: 0,
+        lost: 0,
+        end_by: Instant::now(),
         last_progress: Instant::now(),
     };
 
@@ -819,7 +923,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
             .progress_chars("=> "),
     );
     let start = Instant::now();
-    let deadline = start + args.duration;
+    let deadline = start.checked_add(args.duration).ok_or("--duration is too long for this clock")?;
     let mut last_draw = start;
     let mut watch = LayoutWatch::new(Duration::from_millis(500));
     let mut layout_changed = None;
@@ -864,7 +968,9 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let timed = engine.stats();
-    let mut latencies = std::mem::take(&mut w.latencies);
+    let latencies = w.latencies.clone();
+    // The write-back and read-back get as long as the workload had, at least 30 s.
+    w.end_by = Instant::now() + args.duration.max(Duration::from_secs(30));
     // Write back whatever is still dirty, then read back every slot ever written.
     w.drain_all();
     let mut to_verify = 0;
@@ -880,6 +986,9 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     w.drain_all();
     bar.finish_and_clear();
     let interrupted = STOP.load(Ordering::Relaxed);
+    let end_timed_out = !interrupted && Instant::now() >= w.end_by;
+    // Hand completions back to the reaper before deactivating.
+    w.fg = None;
 
     let deactivated = {
         let t = Instant::now();
@@ -903,20 +1012,37 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     let pins_leaked = pages.pins_held();
     let slots_written = w.slots.iter().filter(|s| s.committed > 0).count() as u64;
     let unwritten_dirty = w.dirty.len() as u64;
-    let lost = if interrupted || layout_changed.is_some() { 0 } else { to_verify.saturating_sub(w.verified) };
-    latencies.sort_unstable();
+    let lost = w.lost;
+    // Written, committed slots the final pass could not read back (every read failed,
+    // or the run was stopped or timed out first): not known to be lost, not verified.
+    let unverified = to_verify.saturating_sub(w.verified + lost);
     let counts = w.counts;
     let mismatches = counts.mismatches;
     let errors = counts.errors();
-    let ok = mismatches == 0
-        && lost == 0
-        && violations == 0
-        && pins_leaked == 0
-        && lease == "unchanged"
-        && counts.submit_errors == 0
-        && !interrupted;
+    let failed = mismatches > 0
+        || lost > 0
+        || violations > 0
+        || pins_leaked != 0
+        || lease != "unchanged"
+        || counts.submit_errors > 0;
+    // Nothing wrong found, but not everything could be checked.
+    let skipped_verify = layout_changed.is_some() || interrupted;
+    let inconclusive = unverified > 0 || unwritten_dirty > 0 || timed.pages_out == 0 || end_timed_out;
+    let outcome = if layout_changed.is_some() {
+        Outcome::LayoutChanged
+    } else if failed {
+        Outcome::Failed
+    } else if interrupted {
+        Outcome::Interrupted
+    } else if inconclusive || skipped_verify {
+        Outcome::Unverified
+    } else {
+        Outcome::Ok
+    };
     Ok(Report {
-        ok,
+        ok: outcome == Outcome::Ok,
+        outcome,
+        exit_status: outcome.exit_status(),
         file: shown,
         created: args.file.is_none(),
         size_bytes: act.layout.file_size,
@@ -934,9 +1060,9 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         pages_in_per_s: timed.pages_in as f64 / elapsed,
         mib_out_per_s: (timed.pages_out * PAGE as u64) as f64 / elapsed / (1 << 20) as f64,
         mib_in_per_s: (timed.pages_in * PAGE as u64) as f64 / elapsed / (1 << 20) as f64,
-        latency_us_p50: percentile(&latencies, 50),
-        latency_us_p99: percentile(&latencies, 99),
-        latency_us_max: latencies.last().copied().unwrap_or(0),
+        latency_us_p50: latencies.value_at_quantile(0.50),
+        latency_us_p99: latencies.value_at_quantile(0.99),
+        latency_us_max: latencies.max(),
         latency_samples: latencies.len(),
         requests: engine.stats().requests_submitted,
         counts,
@@ -946,7 +1072,9 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         slots_written,
         verified_pages: w.verified,
         lost_pages: lost,
+        unverified_pages: unverified,
         unwritten_dirty_pages: unwritten_dirty,
+        end_phase_timed_out: end_timed_out,
         page_rule_violations: violations,
         pins_leaked,
         lease,
@@ -979,7 +1107,7 @@ fn print_report(r: &Report, json: bool) {
     );
     println!("  swap-in         {} pages, {:.0} pages/s ({:.1} MiB/s)", r.pages_in, r.pages_in_per_s, r.mib_in_per_s);
     println!(
-        "  latency         p50 {} us, p99 {} us, max {} us ({} requests)",
+        "  latency         p50 {} us, p99 {} us, max {} us ({} requests; per request, submission to last page done)",
         r.latency_us_p50, r.latency_us_p99, r.latency_us_max, r.latency_samples
     );
     if r.inject_faults_ppm > 0 {
@@ -998,9 +1126,18 @@ fn print_report(r: &Report, json: bool) {
         r.errors, r.counts.write_failures, r.counts.read_failures, r.counts.submit_errors
     );
     println!(
-        "  verified        {} of {} written slots read back at the end; lost {}",
-        r.verified_pages, r.slots_written, r.lost_pages
+        "  verified        {} of {} written slots read back intact at the end; lost {}, could not verify {}",
+        r.verified_pages, r.slots_written, r.lost_pages, r.unverified_pages
     );
+    if r.unwritten_dirty_pages > 0 {
+        println!(
+            "  not written     {} dirty pages could not be written back (every rewrite failed); they were never on disk",
+            r.unwritten_dirty_pages
+        );
+    }
+    if r.end_phase_timed_out {
+        println!("  end phase       write-back and read-back stopped at their deadline");
+    }
     println!("  page rules      {} violations, {} pins leaked", r.page_rule_violations, r.pins_leaked);
     println!("  layout lease    {}", r.lease);
     if let Some(n) = &r.nbd {
@@ -1011,7 +1148,17 @@ fn print_report(r: &Report, json: bool) {
         println!("    {m}");
     }
     if r.interrupted {
-        println!("  interrupted");
+        println!("  interrupted     stopped by a signal before the end; the final read-back was cut short or skipped");
     }
-    println!("{}", if r.ok { "OK" } else { "FAILED" });
+    println!(
+        "{} (exit status {})",
+        match r.outcome {
+            Outcome::Ok => "OK",
+            Outcome::Failed => "FAILED",
+            Outcome::Unverified => "UNVERIFIED: nothing wrong found, but not everything could be checked",
+            Outcome::LayoutChanged => "STOPPED: the swap file's layout changed",
+            Outcome::Interrupted => "INTERRUPTED",
+        },
+        r.exit_status
+    );
 }
