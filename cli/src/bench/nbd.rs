@@ -115,9 +115,9 @@ pub fn bench(args: &super::Args, json: bool, uri: &NbdUri, cases: &[&'static Cas
         let (mut es, mut ms, mut fios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..u64::from(args.rounds) {
             let seed = args.seed.wrapping_add(round);
-            es.push(engine_case(&one.engine, &one.rx, case, slots, seed, args.duration));
+            es.extend(engine_case(&one.engine, &one.rx, case, slots, seed, args.duration));
             if let Some(m) = &multi {
-                ms.push(engine_case(&m.engine, &m.rx, case, slots, seed, args.duration));
+                ms.extend(engine_case(&m.engine, &m.rx, case, slots, seed, args.duration));
             }
             if fio {
                 fios.extend(fio_nbd_case(uri, size, case, args.duration));
