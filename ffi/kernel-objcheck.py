@@ -73,7 +73,7 @@ def header_decls(path):
     body = "\n".join(kept)
     exported, imported = [], []
     # A prototype: return type, name, parameter list, semicolon; skip typedefs of pointers.
-    for m in re.finditer(r"(?:^|(?<=[;{}]))\s*([^;{}()#]*?)\b(swapdio_\w+)\s*\(([^;{}]*?)\)\s*;", body, re.S | re.M):
+    for m in re.finditer(r"(?:^|(?<=[;{}]))\s*([^;{}()#]*?)\b(swapdio_\w+)\s*\(([^;{}]*?)\)\s*(?:[A-Z_]+\s*)*;", body, re.S | re.M):
         prefix, name = m.group(1), m.group(2)
         if "typedef" in prefix or prefix.rstrip().endswith("(*"):
             continue

@@ -22,6 +22,19 @@
 #include <stdint.h>
 #endif
 
+/* Error codes are the generic Linux errno values (x86, arm, arm64, riscv, powerpc, s390,
+ * loongarch, ...). alpha, mips, parisc and sparc number some of them differently
+ * (EDEADLK, ENOBUFS, EALREADY, EOVERFLOW): not supported. */
+#if defined(__alpha__) || defined(__mips__) || defined(__hppa__) || defined(__sparc__)
+#error "swapdio: errno values are the generic Linux ones; this architecture numbers them differently"
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SWAPDIO_NORETURN __attribute__((noreturn))
+#else
+#define SWAPDIO_NORETURN
+#endif
+
 /**
  * Base page size: slots, the header and folio sizes are in units of it (`PAGE_SIZE`).
  */
@@ -332,6 +345,31 @@ typedef uint32_t swapdio_event_kind;
 #endif // __cplusplus
 
 /**
+ * Why `swapdio_page_ops.wake` is called.
+ */
+enum swapdio_wake
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A synchronous request completed: `swapdio_sync_done()` is now true for its waiter.
+   */
+  SWAPDIO_WAKE_SYNC = 1,
+  /**
+   * An async request was released: a caller that got `-ENOBUFS` may retry.
+   */
+  SWAPDIO_WAKE_POOL = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum swapdio_wake swapdio_wake;
+#else
+typedef uint32_t swapdio_wake;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Why the I/O of a folio failed (`swapdio_event.failure`).
  */
 enum swapdio_failure
@@ -523,6 +561,12 @@ typedef uint32_t swapdio_refusal;
  * `swapdio_engine_layout` (or allocated by `swapdio_engine_new`).
  */
 typedef struct swapdio_engine swapdio_engine;
+
+/**
+ * The condition a synchronous caller waits for, handed to its wait callback; test it
+ * with `swapdio_sync_done`. Valid only during the wait callback.
+ */
+typedef struct swapdio_sync_wait swapdio_sync_wait;
 
 /**
  * Size and alignment of a block of caller-provided memory.
@@ -825,6 +869,11 @@ typedef struct swapdio_backend_ops {
    * finished during the call, or `SWAPDIO_QUEUED` if it will be finished by exactly one
    * `swapdio_complete(engine, io->id, result)`, from any thread, possibly before this
    * call returns. Required.
+   *
+   * Context: the caller of `swapdio_write`, `swapdio_read`, `swapdio_plug_finish` or
+   * the sync calls (in a kernel: task context, reclaim or a page fault). It may sleep
+   * if that caller may (allocate with `GFP_NOIO`); it must not call the engine except
+   * `swapdio_complete`. `io` is valid only during the call.
    */
   int64_t (*submit)(void *ctx, const struct swapdio_io *io);
 } swapdio_backend_ops;
@@ -870,46 +919,63 @@ typedef struct swapdio_event {
 
 /**
  * The page operation table (`folio_*` calls of `mm/page_io.c`). Every callback must
- * be callable from any thread, including the backend's completion context. All are
- * required except `event`.
+ * be callable from any thread. All are required except `event` and `wake`.
+ *
+ * Context: `start_writeback`, `pin`, and `unlock` of a write run in the submitter's
+ * context, during `swapdio_write`/`swapdio_read`/`swapdio_*_sync`. Everything else runs
+ * where the backend calls `swapdio_complete` — in a kernel, `bi_end_io` in **hard-irq
+ * with IRQs off**, softirq, or a workqueue — or in the submitter's context when `submit`
+ * returned the result itself. None of the callbacks may sleep or call the engine.
  */
 typedef struct swapdio_page_ops {
   /**
-   * `folio_mark_uptodate`: read success.
+   * `folio_mark_uptodate`: read success. Completion context.
    */
   void (*set_uptodate)(void *ctx, uint64_t folio);
   /**
-   * `folio_mark_dirty`: a failed write keeps the data dirty.
+   * `folio_mark_dirty`: a failed write keeps the data dirty. Completion context.
    */
   void (*set_dirty)(void *ctx, uint64_t folio);
   /**
-   * `folio_clear_reclaim` after a failed write.
+   * `folio_clear_reclaim` after a failed write. Completion context.
    */
   void (*clear_reclaim)(void *ctx, uint64_t folio);
   /**
-   * `folio_start_writeback` before a write is queued.
+   * `folio_start_writeback` before a write is queued. Submitter's context.
    */
   void (*start_writeback)(void *ctx, uint64_t folio);
   /**
-   * `folio_end_writeback` when a write completes, success or failure.
+   * `folio_end_writeback` when a write completes, success or failure. Completion
+   * context.
    */
   void (*end_writeback)(void *ctx, uint64_t folio);
   /**
-   * `folio_unlock`: after a write is queued; when a read completes.
+   * `folio_unlock`: after a write is queued (submitter's context); when a read
+   * completes (completion context).
    */
   void (*unlock)(void *ctx, uint64_t folio);
   /**
-   * Take one pin for a request carrying (part of) the folio.
+   * Take one pin for a request carrying (part of) the folio. Submitter's context.
    */
   void (*pin)(void *ctx, uint64_t folio);
   /**
-   * Drop one request's pin, exactly once, at its completion.
+   * Drop one request's pin, exactly once, at its completion (after `end_writeback`
+   * or `unlock`: a waiter woken by those may still see this pin briefly). Completion
+   * context.
    */
   void (*unpin)(void *ctx, uint64_t folio);
   /**
-   * Counters and error reports, in base pages. Optional (NULL: ignored).
+   * Counters and error reports, in base pages. Optional (NULL: ignored). Either
+   * context.
    */
   void (*event)(void *ctx, const struct swapdio_event *event);
+  /**
+   * Wake waiters (`wake_up`): `reason` is a `swapdio_wake` value — a synchronous
+   * request completed (its waiter's `swapdio_sync_done()` is now true), or an async
+   * request was released (a caller that got `-ENOBUFS` may retry). Optional (NULL:
+   * waiters must poll). Completion context, or the submitter's for `SWAPDIO_WAKE_POOL`.
+   */
+  void (*wake)(void *ctx, uint32_t reason);
 } swapdio_page_ops;
 
 /**
@@ -1003,9 +1069,13 @@ typedef struct swapdio_folio {
 } swapdio_folio;
 
 /**
- * The wait callback of the synchronous entry points.
+ * The wait callback of the synchronous entry points: sleep until
+ * `swapdio_sync_done(cond)` is true (e.g. `wait_event(wq, swapdio_sync_done(cond))`),
+ * woken by `swapdio_page_ops.wake` with `SWAPDIO_WAKE_SYNC`. Returning early is allowed
+ * (the engine calls it again while the request is in flight), so a waiter with no wake
+ * source may sleep for a short time and return. Context: the sync caller's (may sleep).
  */
-typedef void (*swapdio_wait_fn)(void *ctx);
+typedef void (*swapdio_wait_fn)(void *ctx, const struct swapdio_sync_wait *cond);
 
 /**
  * Counters since activation, and the request pool's state.
@@ -1279,10 +1349,20 @@ int swapdio_read(const struct swapdio_engine *engine,
                  const struct swapdio_folio *folio);
 
 /**
+ * Whether the synchronous request behind `cond` has completed: 1 or 0 (0 for NULL).
+ * Callable from the wait callback only, any number of times; never sleeps.
+ *
+ * # Safety
+ * `cond` is NULL or the pointer the wait callback received, during that call.
+ */
+int swapdio_sync_done(const struct swapdio_sync_wait *cond);
+
+/**
  * Synchronous swap-out (`WB_SYNC_ALL`, `REQ_SYNC`): submits from a sync slot, calls
- * `wait(wait_ctx)` (may be NULL: spin) until the request completes, and returns its
- * outcome: 0, the I/O error (`-EIO` for short transfers), or `swapdio_write`'s errors.
- * The page actions are those of an async write.
+ * `wait(wait_ctx, cond)` until `swapdio_sync_done(cond)`, and returns the request's
+ * outcome: 0, the I/O error (`-EIO` for short transfers), or `swapdio_write`'s errors
+ * (`-EINVAL` also for a NULL `wait`: the engine never spins). The page actions are
+ * those of an async write.
  *
  * # Safety
  * As `swapdio_write`; `wait` is NULL or valid.
@@ -1359,7 +1439,7 @@ const char *swapdio_refusal_str(uint32_t refusal);
  * std archive): called with a message should a Rust panic ever happen (none is
  * reachable from the API). Must not return: log and stop (`BUG()`, `abort()`).
  */
-extern void swapdio_panic_hook(const char *msg, size_t len);
+extern void swapdio_panic_hook(const char *msg, size_t len) SWAPDIO_NORETURN;
 #endif
 
 #ifdef __cplusplus

@@ -16,7 +16,7 @@ use crate::iocb::{
     PHASE_IN_FLIGHT,
 };
 use crate::map::{MapEntry, MapError, Run, SwapMap};
-use crate::page::{Direction, Folio, FolioId, FsContext, IoFailure, PageOps, SwapEvent, MAX_FOLIO_PAGES};
+use crate::page::{Direction, Folio, FolioId, FsContext, IoFailure, PageOps, SwapEvent, Wake, MAX_FOLIO_PAGES};
 use crate::plug::{Held, Plug, PlugState};
 use crate::pool;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -292,13 +292,37 @@ where
     /// Synchronous swap-out (`WB_SYNC_ALL`): submits with the `SYNC` flag from a
     /// caller-owned sync slot, calls `wait` until the request completes, and returns its
     /// outcome. The page actions are the same as for async writes.
-    pub fn write_sync(&self, folio: Folio, fs: FsContext, wait: impl FnMut()) -> Result<(), SwapError> {
+    pub fn write_sync(&self, folio: Folio, fs: FsContext, mut wait: impl FnMut()) -> Result<(), SwapError> {
+        self.sync_io(Direction::Write, folio, fs, |_| {
+            wait();
+            crate::sync::spin_hint();
+        })
+    }
+
+    /// [`Engine::write_sync`] for callers that sleep: `wait(done)` must return once
+    /// `done()` is true (it may return early; it is called again). The completion calls
+    /// [`PageOps::wake`] with [`Wake::Sync`] after making `done()` true, so a kernel caller
+    /// is `wait_event(wq, done())` with `wake_up(&wq)` in `wake`: no polling, no spinning.
+    pub fn write_sync_until(
+        &self,
+        folio: Folio,
+        fs: FsContext,
+        wait: impl FnMut(&dyn Fn() -> bool),
+    ) -> Result<(), SwapError> {
         self.sync_io(Direction::Write, folio, fs, wait)
     }
 
-    /// Synchronous swap-in; see [`Engine::write_sync`].
-    pub fn read_sync(&self, folio: Folio, wait: impl FnMut()) -> Result<(), SwapError> {
+    /// Synchronous swap-in for callers that sleep; see [`Engine::write_sync_until`].
+    pub fn read_sync_until(&self, folio: Folio, wait: impl FnMut(&dyn Fn() -> bool)) -> Result<(), SwapError> {
         self.sync_io(Direction::Read, folio, FsContext::MayEnterFs, wait)
+    }
+
+    /// Synchronous swap-in; see [`Engine::write_sync`].
+    pub fn read_sync(&self, folio: Folio, mut wait: impl FnMut()) -> Result<(), SwapError> {
+        self.sync_io(Direction::Read, folio, FsContext::MayEnterFs, |_| {
+            wait();
+            crate::sync::spin_hint();
+        })
     }
 
     /// The completion entry point (`ki_complete` / `sio_*_complete`), callable from any
@@ -323,8 +347,24 @@ where
         pool::put(slot);
         self.finish_request(slot, result);
         #[cfg(not(swapdio_broken = "release_before_finish"))]
-        pool::put(slot);
+        let released = pool::put(slot);
+        #[cfg(swapdio_broken = "release_before_finish")]
+        let released = false;
+        if id.index as usize >= self.storage.pool().len() {
+            // The sync waiter's condition (only its own reference left) now holds.
+            self.pages.wake(Wake::Sync);
+        } else if released {
+            self.pages.wake(Wake::Pool);
+        }
         Ok(())
+    }
+
+    /// Drops the submitter's reference to an async request; wakes a caller waiting for a
+    /// free request if that released it (the completion already ran).
+    fn put_async(&self, slot: &RequestSlot) {
+        if pool::put(slot) {
+            self.pages.wake(Wake::Pool);
+        }
     }
 
     /// Stops new I/O and reports whether every request has been released
@@ -510,7 +550,7 @@ where
         if let Some(slot) = self.slot_at(h.index as usize) {
             let id = RequestId { index: h.index, generation: h.generation };
             self.submit(slot, id, h.dir, h.pos, h.len, h.nr as usize, ReqFlags::SWAP);
-            pool::put(slot);
+            self.put_async(slot);
         }
     }
 
@@ -604,14 +644,20 @@ where
             let id = RequestId { index: (base + i) as u32, generation };
             self.submit(slot, id, dir, run.pos, take * PAGE, 1, flags);
             if release {
-                pool::put(slot);
+                self.put_async(slot);
             }
             done += take;
         }
         Ok(head)
     }
 
-    fn sync_io(&self, dir: Direction, folio: Folio, fs: FsContext, mut wait: impl FnMut()) -> Result<(), SwapError> {
+    fn sync_io(
+        &self,
+        dir: Direction,
+        folio: Folio,
+        fs: FsContext,
+        mut wait: impl FnMut(&dyn Fn() -> bool),
+    ) -> Result<(), SwapError> {
         let run = self.check(dir, &folio, fs)?;
         let parts = self.count_parts(&folio, run)?;
         let table = self.storage.sync();
@@ -629,9 +675,9 @@ where
         let mut failure = None;
         for (_, slot) in pool::chain(table, head) {
             // Our reference is the last one once the completion has dropped its own.
-            while slot.refs.load(Ordering::Acquire) != 1 {
-                wait();
-                crate::sync::spin_hint();
+            let done = || slot.refs.load(Ordering::Acquire) == 1;
+            while !done() {
+                wait(&done);
             }
             let len = slot.len.load(Ordering::Relaxed);
             let result = slot.result.load(Ordering::Relaxed);

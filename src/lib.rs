@@ -108,5 +108,5 @@ pub use iocb::{
     ReqFlags, Request, RequestId, RequestSlot, Segment, SplitSlot, Storage, StorageConfig, StorageRef, MAX_SEGMENTS,
 };
 pub use map::{MapEntry, MapError, Run, SwapMap};
-pub use page::{Direction, Folio, FolioId, FsContext, IoFailure, PageOps, SwapEvent, MAX_FOLIO_PAGES};
+pub use page::{Direction, Folio, FolioId, FsContext, IoFailure, PageOps, SwapEvent, Wake, MAX_FOLIO_PAGES};
 pub use plug::{Plug, PlugState};

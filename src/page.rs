@@ -165,6 +165,24 @@ pub trait PageOps {
     fn unpin(&self, folio: FolioId);
     /// Counters and error reports.
     fn event(&self, event: SwapEvent);
+    /// A waiter may proceed (the kernel's `wake_up` after `sio_*_complete`, and the
+    /// mempool's wake-up of allocators when an element is freed): a synchronous request
+    /// completed ([`Wake::Sync`], its submitter's wait condition is now true) or an async
+    /// request was released ([`Wake::Pool`], a caller that got `WouldBlock` may retry).
+    /// Called from the completion context (hard-irq in a kernel) or the submitter's; must
+    /// not sleep. The default does nothing: for callers that poll.
+    fn wake(&self, reason: Wake) {
+        let _ = reason;
+    }
+}
+
+/// Why [`PageOps::wake`] is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// A synchronous request completed: its waiter's condition holds.
+    Sync,
+    /// An async request was released: the pool has a free request.
+    Pool,
 }
 
 impl<T: PageOps + ?Sized> PageOps for &T {
@@ -194,5 +212,8 @@ impl<T: PageOps + ?Sized> PageOps for &T {
     }
     fn event(&self, e: SwapEvent) {
         (**self).event(e)
+    }
+    fn wake(&self, reason: Wake) {
+        (**self).wake(reason)
     }
 }

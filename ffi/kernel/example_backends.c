@@ -104,8 +104,6 @@ static void ex_req_finish(struct ex_req *r, long result)
 
 	if (rc)
 		pr_err("swapdio_example: FAIL %s: swapdio_complete: %d\n", a->name, rc);
-	atomic_inc(&a->completions);
-	wake_up_all(&a->wq);
 	if (waiter)
 		complete(waiter);
 	ex_req_put(r);

@@ -63,10 +63,15 @@ static const struct { u64 logical, physical, length; } ex_dev_layout[] = {
 	{ (10 << 20) + (24 << 10), 12 << 20, (6 << 20) + (20 << 10) },
 };
 
+/*
+ * -ENOBUFS: sleep until a request is free, as mempool_alloc() does; the engine's wake
+ * (SWAPDIO_WAKE_POOL) wakes us. The timeout only turns a lost wake-up into a FAIL.
+ */
 static int ex_wait_pool(struct ex_area *a)
 {
 	struct swapdio_stats st;
 
+	atomic_inc(&a->pool_waits);
 	return wait_event_timeout(a->wq, !swapdio_engine_stats(a->engine, &st) &&
 				  st.pool_free > 0, 10 * HZ) ? 0 : -ETIMEDOUT;
 }
@@ -249,24 +254,19 @@ out:
 	return rc;
 }
 
-/* Sync waiters sleep until a completion happened (never spin). */
-struct ex_waiter {
-	struct ex_area *area;
-	int seen;
-};
-
-static void ex_wait(void *ctx)
+/*
+ * The sync wait: sleep until the engine's condition holds; ex_wake() (the page ops'
+ * wake, called by the completion) wakes us. Never spins, also on one CPU.
+ */
+static void ex_wait(void *ctx, const struct swapdio_sync_wait *cond)
 {
-	struct ex_waiter *w = ctx;
+	struct ex_area *a = ctx;
 
-	wait_event_timeout(w->area->wq, atomic_read(&w->area->completions) != w->seen,
-			   HZ / 100);
-	w->seen = atomic_read(&w->area->completions);
+	wait_event(a->wq, swapdio_sync_done(cond));
 }
 
 static void ex_sync_io(struct ex_area *a, struct ex_folio *fs, size_t n)
 {
-	struct ex_waiter w = { .area = a };
 	u64 bad = 0;
 	size_t i, count = min_t(size_t, n, 64);
 	int rc = 0;
@@ -282,17 +282,15 @@ static void ex_sync_io(struct ex_area *a, struct ex_folio *fs, size_t n)
 		folio_lock(fs[i].folio);
 		ex_fill(fs[i].folio, fs[i].slot, 3);
 		folio_clear_dirty_for_io(fs[i].folio);
-		w.seen = atomic_read(&a->completions);
 		rc = swapdio_write_sync(a->engine, &sf, SWAPDIO_FS_CONTEXT_MAY_ENTER_FS,
-					ex_wait, &w);
+					ex_wait, a);
 		folio_wait_writeback(fs[i].folio);
 		if (rc)
 			break;
 		folio_lock(fs[i].folio);
 		folio_clear_uptodate(fs[i].folio);
 		ex_fill(fs[i].folio, 0, 0xee);
-		w.seen = atomic_read(&a->completions);
-		rc = swapdio_read_sync(a->engine, &sf, ex_wait, &w);
+		rc = swapdio_read_sync(a->engine, &sf, ex_wait, a);
 		folio_lock(fs[i].folio);
 		bad += ex_mismatched_bytes(fs[i].folio, fs[i].slot, 3);
 		folio_unlock(fs[i].folio);
@@ -441,9 +439,10 @@ static void ex_run(struct ex_area *a, u32 min_pages)
 	ex_check(a, atomic64_read(&a->pins) == atomic64_read(&a->unpins),
 		 "pins balanced: %lld/%lld", atomic64_read(&a->pins),
 		 atomic64_read(&a->unpins));
-	pr_info("swapdio_example: INFO %s: %d completions in hard-irq, %d page ops in hard-irq with IRQs off, %d completions raced submit\n",
+	pr_info("swapdio_example: INFO %s: %d completions in hard-irq, %d page ops in hard-irq with IRQs off, %d completions raced submit, %d sleeps for a free request, %d wake-ups\n",
 		a->name, atomic_read(&a->hardirq_completions),
-		atomic_read(&a->hardirq_page_ops), atomic_read(&a->races));
+		atomic_read(&a->hardirq_page_ops), atomic_read(&a->races),
+		atomic_read(&a->pool_waits), atomic_read(&a->wakes));
 	ex_report_host_map(a);
 	for (i = 0; i < n; i++)
 		folio_put(fs[i].folio);

@@ -85,6 +85,15 @@ static void ex_event(void *ctx, const struct swapdio_event *ev)
 		atomic_inc(&a->read_failed);
 }
 
+/* Completion context: wake sync waiters and callers waiting for a free request. */
+static void ex_wake(void *ctx, u32 reason)
+{
+	struct ex_area *a = ctx;
+
+	atomic_inc(&a->wakes);
+	wake_up_all(&a->wq);
+}
+
 /* The page operations: the folio_* calls of swap_writepage() and swap_read_folio(). */
 const struct swapdio_page_ops ex_page_ops = {
 	.set_uptodate = ex_set_uptodate,
@@ -96,6 +105,7 @@ const struct swapdio_page_ops ex_page_ops = {
 	.pin = ex_pin,
 	.unpin = ex_unpin,
 	.event = ex_event,
+	.wake = ex_wake,
 };
 
 static u64 ex_word(u64 slot, u32 gen, unsigned int i)

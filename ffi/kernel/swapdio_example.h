@@ -29,8 +29,7 @@
  * @file: file mode: the swap file kiocbs go to.
  * @bs: device mode: bio set whose front pad holds struct ex_bio.
  * @kio_pool: file mode: mempool of struct ex_kio.
- * @wq: waiters for a completion (sync I/O, an empty pool, writeback).
- * @completions: completions seen; sync waiters sleep until it moves.
+ * @wq: sync waiters and callers waiting for a free request; woken by the engine.
  * @fail_writes: the next this many write requests complete with -EIO.
  * @short_next: the next this many requests complete one page short.
  * @wait_in_submit: the next this many submits wait for their own completion.
@@ -40,6 +39,8 @@
  * @hardirq_page_ops: page operations run in hard-irq context with IRQs off.
  * @pins: pins taken by the engine.
  * @unpins: pins dropped by the engine.
+ * @pool_waits: sleeps for a free request after -ENOBUFS.
+ * @wakes: wake-ups from the engine (sync completions, released requests).
  * @write_failed: folios whose write failed (redirtied).
  * @read_failed: folios whose read failed.
  */
@@ -57,7 +58,6 @@ struct ex_area {
 	struct bio_set bs;
 	mempool_t *kio_pool;
 	wait_queue_head_t wq;
-	atomic_t completions;
 	atomic_t fail_writes;
 	atomic_t short_next;
 	atomic_t wait_in_submit;
@@ -67,6 +67,8 @@ struct ex_area {
 	atomic_t hardirq_page_ops;
 	atomic64_t pins;
 	atomic64_t unpins;
+	atomic_t pool_waits;
+	atomic_t wakes;
 	atomic_t write_failed;
 	atomic_t read_failed;
 };

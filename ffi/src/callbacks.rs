@@ -3,17 +3,19 @@
 
 use core::ffi::c_void;
 
-use swapdio::{Backend, BackendCaps, Direction, FolioId, IoFailure, IoMode, PageOps, Request, Submit, SwapEvent};
+use swapdio::{Backend, BackendCaps, Direction, FolioId, IoFailure, IoMode, PageOps, Request, Submit, SwapEvent, Wake};
 
 use crate::error::io_result;
 use crate::types::{
     swapdio_backend_ops, swapdio_direction, swapdio_event, swapdio_event_kind, swapdio_failure, swapdio_io,
-    swapdio_mode, swapdio_page_ops, swapdio_segment, SWAPDIO_CAP_ALL, SWAPDIO_MAX_SEGMENTS, SWAPDIO_QUEUED,
+    swapdio_mode, swapdio_page_ops, swapdio_segment, swapdio_wake, SWAPDIO_CAP_ALL, SWAPDIO_MAX_SEGMENTS,
+    SWAPDIO_QUEUED,
 };
 
 type FolioFn = unsafe extern "C" fn(*mut c_void, u64);
 type SubmitFn = unsafe extern "C" fn(*mut c_void, *const swapdio_io) -> i64;
 type EventFn = unsafe extern "C" fn(*mut c_void, *const swapdio_event);
+type WakeFn = unsafe extern "C" fn(*mut c_void, u32);
 
 /// A backend implemented in C: `submit` returns bytes, `-errno`, or `SWAPDIO_QUEUED`
 /// (the kernel's `-EIOCBQUEUED`), and a queued request is finished by
@@ -99,6 +101,7 @@ pub(crate) struct CPageOps {
     pin: FolioFn,
     unpin: FolioFn,
     event: Option<EventFn>,
+    wake: Option<WakeFn>,
     ctx: *mut c_void,
 }
 
@@ -121,6 +124,7 @@ impl CPageOps {
             pin: ops.pin?,
             unpin: ops.unpin?,
             event: ops.event,
+            wake: ops.wake,
             ctx,
         })
     }
@@ -206,6 +210,17 @@ impl PageOps for CPageOps {
             // SAFETY: `f` came non-null from the caller's table (valid, thread-safe, for
             // the life of the engine); `ev` outlives the call.
             unsafe { f(self.ctx, &ev) }
+        }
+    }
+    fn wake(&self, reason: Wake) {
+        if let Some(f) = self.wake {
+            let code = match reason {
+                Wake::Sync => swapdio_wake::Sync,
+                Wake::Pool => swapdio_wake::Pool,
+            };
+            // SAFETY: `f` came non-null from the caller's table (valid, thread-safe, for
+            // the life of the engine).
+            unsafe { f(self.ctx, code as u32) }
         }
     }
 }

@@ -582,22 +582,52 @@ pub unsafe extern "C" fn swapdio_read(
     }
 }
 
-/// The wait callback of the synchronous entry points.
-pub type swapdio_wait_fn = Option<unsafe extern "C" fn(ctx: *mut c_void)>;
+/// The condition a synchronous caller waits for, handed to its wait callback; test it
+/// with `swapdio_sync_done`. Valid only during the wait callback.
+// Not `#[repr(C)]` on purpose: cbindgen declares it as an incomplete type.
+pub struct swapdio_sync_wait<'a> {
+    done: &'a dyn Fn() -> bool,
+}
 
-fn waiter(wait: swapdio_wait_fn, ctx: *mut c_void) -> impl FnMut() {
-    move || {
-        if let Some(w) = wait {
-            // SAFETY: `w` is a valid function by the sync entry points' contract.
-            unsafe { w(ctx) }
-        }
+/// The wait callback of the synchronous entry points: sleep until
+/// `swapdio_sync_done(cond)` is true (e.g. `wait_event(wq, swapdio_sync_done(cond))`),
+/// woken by `swapdio_page_ops.wake` with `SWAPDIO_WAKE_SYNC`. Returning early is allowed
+/// (the engine calls it again while the request is in flight), so a waiter with no wake
+/// source may sleep for a short time and return. Context: the sync caller's (may sleep).
+pub type swapdio_wait_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, cond: *const swapdio_sync_wait<'_>)>;
+
+/// Whether the synchronous request behind `cond` has completed: 1 or 0 (0 for NULL).
+/// Callable from the wait callback only, any number of times; never sleeps.
+///
+/// # Safety
+/// `cond` is NULL or the pointer the wait callback received, during that call.
+#[no_mangle]
+pub unsafe extern "C" fn swapdio_sync_done(cond: *const swapdio_sync_wait<'_>) -> c_int {
+    // SAFETY: a non-NULL `cond` is the live condition of the current wait call.
+    match unsafe { cond.as_ref() } {
+        Some(c) => c_int::from((c.done)()),
+        None => 0,
+    }
+}
+
+/// The core's condition wait through the C callback (`wait` is non-NULL).
+fn waiter(
+    wait: unsafe extern "C" fn(*mut c_void, *const swapdio_sync_wait<'_>),
+    ctx: *mut c_void,
+) -> impl FnMut(&dyn Fn() -> bool) {
+    move |done| {
+        let cond = swapdio_sync_wait { done };
+        // SAFETY: `wait` is a valid function by the sync entry points' contract; `cond`
+        // outlives the call.
+        unsafe { wait(ctx, &cond) }
     }
 }
 
 /// Synchronous swap-out (`WB_SYNC_ALL`, `REQ_SYNC`): submits from a sync slot, calls
-/// `wait(wait_ctx)` (may be NULL: spin) until the request completes, and returns its
-/// outcome: 0, the I/O error (`-EIO` for short transfers), or `swapdio_write`'s errors.
-/// The page actions are those of an async write.
+/// `wait(wait_ctx, cond)` until `swapdio_sync_done(cond)`, and returns the request's
+/// outcome: 0, the I/O error (`-EIO` for short transfers), or `swapdio_write`'s errors
+/// (`-EINVAL` also for a NULL `wait`: the engine never spins). The page actions are
+/// those of an async write.
 ///
 /// # Safety
 /// As `swapdio_write`; `wait` is NULL or valid.
@@ -616,9 +646,10 @@ pub unsafe extern "C" fn swapdio_write_sync(
                 Ok(fs) => fs,
                 Err(code) => return code,
             };
-            match io_args(folio, core::ptr::null_mut()) {
-                Ok((f, _)) => e.write_sync(f, fs, waiter(wait, wait_ctx)).map_or_else(swap_error, |()| 0),
-                Err(code) => code,
+            match (io_args(folio, core::ptr::null_mut()), wait) {
+                (Ok((f, _)), Some(w)) => e.write_sync_until(f, fs, waiter(w, wait_ctx)).map_or_else(swap_error, |()| 0),
+                (Ok(_), None) => neg(EINVAL),
+                (Err(code), _) => code,
             }
         })
     }
@@ -638,9 +669,10 @@ pub unsafe extern "C" fn swapdio_read_sync(
 ) -> c_int {
     // SAFETY: forwarded from this function's contract.
     unsafe {
-        with_engine(engine, |e| match io_args(folio, core::ptr::null_mut()) {
-            Ok((f, _)) => e.read_sync(f, waiter(wait, wait_ctx)).map_or_else(swap_error, |()| 0),
-            Err(code) => code,
+        with_engine(engine, |e| match (io_args(folio, core::ptr::null_mut()), wait) {
+            (Ok((f, _)), Some(w)) => e.read_sync_until(f, waiter(w, wait_ctx)).map_or_else(swap_error, |()| 0),
+            (Ok(_), None) => neg(EINVAL),
+            (Err(code), _) => code,
         })
     }
 }

@@ -52,7 +52,7 @@ mod panic {
         /// Provided by the C side when linking the no_std archive (not needed with the
         /// std archive): called with a message should a Rust panic ever happen (none is
         /// reachable from the API). Must not return: log and stop (`BUG()`, `abort()`).
-        pub fn swapdio_panic_hook(msg: *const core::ffi::c_char, len: usize);
+        pub fn swapdio_panic_hook(msg: *const core::ffi::c_char, len: usize) -> !;
     }
 
     struct Buf {
@@ -84,9 +84,6 @@ mod panic {
         let _ = write!(buf, "swapdio: {info}");
         // SAFETY: the hook is a C function of this signature (declared in swapdio.h and
         // required at link time); `buf` outlives the call and holds `len` valid bytes.
-        unsafe { swapdio_panic_hook(buf.bytes.as_ptr().cast(), buf.len) };
-        loop {
-            core::hint::spin_loop();
-        }
+        unsafe { swapdio_panic_hook(buf.bytes.as_ptr().cast(), buf.len) }
     }
 }

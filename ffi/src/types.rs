@@ -159,6 +159,16 @@ pub enum swapdio_direction {
     Write = 1,
 }
 
+/// Why `swapdio_page_ops.wake` is called.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum swapdio_wake {
+    /// A synchronous request completed: `swapdio_sync_done()` is now true for its waiter.
+    Sync = 1,
+    /// An async request was released: a caller that got `-ENOBUFS` may retry.
+    Pool = 2,
+}
+
 /// Kind of a `swapdio_event`: the kernel's vm events and rate-limited error logs.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -471,33 +481,53 @@ pub struct swapdio_backend_ops {
     /// finished during the call, or `SWAPDIO_QUEUED` if it will be finished by exactly one
     /// `swapdio_complete(engine, io->id, result)`, from any thread, possibly before this
     /// call returns. Required.
+    ///
+    /// Context: the caller of `swapdio_write`, `swapdio_read`, `swapdio_plug_finish` or
+    /// the sync calls (in a kernel: task context, reclaim or a page fault). It may sleep
+    /// if that caller may (allocate with `GFP_NOIO`); it must not call the engine except
+    /// `swapdio_complete`. `io` is valid only during the call.
     pub submit: Option<unsafe extern "C" fn(ctx: *mut c_void, io: *const swapdio_io) -> i64>,
 }
 
 /// The page operation table (`folio_*` calls of `mm/page_io.c`). Every callback must
-/// be callable from any thread, including the backend's completion context. All are
-/// required except `event`.
+/// be callable from any thread. All are required except `event` and `wake`.
+///
+/// Context: `start_writeback`, `pin`, and `unlock` of a write run in the submitter's
+/// context, during `swapdio_write`/`swapdio_read`/`swapdio_*_sync`. Everything else runs
+/// where the backend calls `swapdio_complete` — in a kernel, `bi_end_io` in **hard-irq
+/// with IRQs off**, softirq, or a workqueue — or in the submitter's context when `submit`
+/// returned the result itself. None of the callbacks may sleep or call the engine.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct swapdio_page_ops {
-    /// `folio_mark_uptodate`: read success.
+    /// `folio_mark_uptodate`: read success. Completion context.
     pub set_uptodate: Option<unsafe extern "C" fn(ctx: *mut c_void, folio: u64)>,
-    /// `folio_mark_dirty`: a failed write keeps the data dirty.
+    /// `folio_mark_dirty`: a failed write keeps the data dirty. Completion context.
     pub set_dirty: Option<unsafe extern "C" fn(ctx: *mut c_void, folio: u64)>,
-    /// `folio_clear_reclaim` after a failed write.
+    /// `folio_clear_reclaim` after a failed write. Completion context.
     pub clear_reclaim: Option<unsafe extern "C" fn(ctx: *mut c_void, folio: u64)>,
-    /// `folio_start_writeback` before a write is queued.
+    /// `folio_start_writeback` before a write is queued. Submitter's context.
     pub start_writeback: Option<unsafe extern "C" fn(ctx: *mut c_void, folio: u64)>,
-    /// `folio_end_writeback` when a write completes, success or failure.
+    /// `folio_end_writeback` when a write completes, success or failure. Completion
+    /// context.
     pub end_writeback: Option<unsafe extern "C" fn(ctx: *mut c_void, folio: u64)>,
-    /// `folio_unlock`: after a write is queued; when a read completes.
+    /// `folio_unlock`: after a write is queued (submitter's context); when a read
+    /// completes (completion context).
     pub unlock: Option<unsafe extern "C" fn(ctx: *mut c_void, folio: u64)>,
-    /// Take one pin for a request carrying (part of) the folio.
+    /// Take one pin for a request carrying (part of) the folio. Submitter's context.
     pub pin: Option<unsafe extern "C" fn(ctx: *mut c_void, folio: u64)>,
-    /// Drop one request's pin, exactly once, at its completion.
+    /// Drop one request's pin, exactly once, at its completion (after `end_writeback`
+    /// or `unlock`: a waiter woken by those may still see this pin briefly). Completion
+    /// context.
     pub unpin: Option<unsafe extern "C" fn(ctx: *mut c_void, folio: u64)>,
-    /// Counters and error reports, in base pages. Optional (NULL: ignored).
+    /// Counters and error reports, in base pages. Optional (NULL: ignored). Either
+    /// context.
     pub event: Option<unsafe extern "C" fn(ctx: *mut c_void, event: *const swapdio_event)>,
+    /// Wake waiters (`wake_up`): `reason` is a `swapdio_wake` value — a synchronous
+    /// request completed (its waiter's `swapdio_sync_done()` is now true), or an async
+    /// request was released (a caller that got `-ENOBUFS` may retry). Optional (NULL:
+    /// waiters must poll). Completion context, or the submitter's for `SWAPDIO_WAKE_POOL`.
+    pub wake: Option<unsafe extern "C" fn(ctx: *mut c_void, reason: u32)>,
 }
 
 /// Sizes of the request storage.
@@ -613,7 +643,7 @@ mod layout64 {
     use super::*;
     layout!(swapdio_activation, 80, 8);
     layout!(swapdio_backend_ops, 16, 8);
-    layout!(swapdio_page_ops, 72, 8);
+    layout!(swapdio_page_ops, 80, 8);
     layout!(swapdio_engine_config, 96, 8);
 }
 

@@ -32,6 +32,10 @@ struct World {
     /// (id, pos, mode) of every submitted request.
     seen: Mutex<Vec<(u64, u64, u32)>>,
     events: Mutex<Vec<swapdio_event>>,
+    /// `swapdio_wake` reasons of every wake call.
+    wakes: Mutex<Vec<u32>>,
+    /// Signalled by the wake callback (a kernel's `wake_up`).
+    woken: std::sync::Condvar,
 }
 
 /// # Safety
@@ -72,6 +76,13 @@ unsafe extern "C" fn event(ctx: *mut c_void, ev: *const swapdio_event) {
     w.events.lock().unwrap().push(ev);
 }
 
+unsafe extern "C" fn wake(ctx: *mut c_void, reason: u32) {
+    // SAFETY: ctx is the fixture's World.
+    let w = unsafe { world(ctx) };
+    w.wakes.lock().unwrap().push(reason);
+    w.woken.notify_all();
+}
+
 fn page_ops() -> swapdio_page_ops {
     swapdio_page_ops {
         set_uptodate: Some(set_uptodate),
@@ -83,6 +94,7 @@ fn page_ops() -> swapdio_page_ops {
         pin: Some(pin),
         unpin: Some(unpin),
         event: Some(event),
+        wake: Some(wake),
     }
 }
 
@@ -642,7 +654,7 @@ fn fini_and_deactivate_wait_for_in_flight_requests_with_ebusy() {
 fn sync_io_returns_the_request_outcome_as_negative_errno() {
     let f = Fixture::new();
     struct Done<'a>(&'a Fixture, i64);
-    unsafe extern "C" fn complete_queued(ctx: *mut c_void) {
+    unsafe extern "C" fn complete_queued(ctx: *mut c_void, _cond: *const swapdio_sync_wait<'_>) {
         // SAFETY: ctx is the `Done` below, alive for the sync call.
         let d = unsafe { &*ctx.cast::<Done>() };
         for id in std::mem::take(&mut *d.0.world.queued.lock().unwrap()) {
@@ -776,4 +788,67 @@ fn c_swap_header_writer_matches_mkswap_and_refuses_bad_input() {
         assert_eq!(swapdio_write_header(page.as_mut_ptr(), SWAPDIO_PAGE_SIZE - 1, 64, null(), null()), -EINVAL);
         assert_eq!(swapdio_write_header(page.as_mut_ptr(), page.len(), 1, null(), null()), -EINVAL);
     }
+}
+
+/// The sync waiter sleeps on its condition and the completion wakes it
+/// (`wait_event`/`wake_up`): no spinning, no polling; a NULL wait callback is refused.
+#[test]
+fn sync_waiter_sleeps_until_the_completion_wakes_it() {
+    let f = Fixture::new();
+    struct Waiter<'a> {
+        world: &'a World,
+        calls: usize,
+    }
+    unsafe extern "C" fn sleep_until_done(ctx: *mut c_void, cond: *const swapdio_sync_wait<'_>) {
+        // SAFETY: ctx is the `Waiter` below, alive for the sync call; cond is live.
+        let w = unsafe { &mut *ctx.cast::<Waiter>() };
+        w.calls += 1;
+        let mut wakes = w.world.wakes.lock().unwrap();
+        // SAFETY: `cond` is the condition of this wait call.
+        while unsafe { swapdio_sync_done(cond) } == 0 {
+            wakes = w.world.woken.wait(wakes).unwrap();
+        }
+    }
+    let fo = folio(4, 4, 1);
+    f.world.pages.prepare_write(FolioId(4));
+    // SAFETY: a live engine; NULL wait is refused before anything is submitted.
+    assert_eq!(unsafe { swapdio_write_sync(f.engine, &fo, 0, None, null_mut()) }, -EINVAL);
+    assert_eq!(unsafe { swapdio_read_sync(f.engine, &fo, None, null_mut()) }, -EINVAL);
+    assert!(f.world.queued.lock().unwrap().is_empty());
+    // SAFETY: `null()` is never a live condition.
+    assert_eq!(unsafe { swapdio_sync_done(null()) }, 0);
+
+    let engine = f.engine as usize;
+    let world: &World = &f.world;
+    std::thread::scope(|s| {
+        s.spawn(move || loop {
+            // The "device": completes the request from another thread, a while later.
+            let id = world.queued.lock().unwrap().pop();
+            if let Some(id) = id {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                // SAFETY: a live engine.
+                assert_eq!(unsafe { swapdio_complete(engine as *const swapdio_engine, id, PAGE as i64) }, 0);
+                break;
+            }
+            std::thread::yield_now();
+        });
+        let mut w = Waiter { world, calls: 0 };
+        // SAFETY: a live engine; the waiter outlives the call.
+        let rc =
+            unsafe { swapdio_write_sync(f.engine, &fo, 0, Some(sleep_until_done), (&mut w as *mut Waiter).cast()) };
+        assert_eq!(rc, 0);
+        assert_eq!(w.calls, 1, "the waiter returned only once its condition held");
+    });
+    assert_eq!(*f.world.wakes.lock().unwrap(), [swapdio_wake::Sync as u32]);
+}
+
+/// A released async request wakes callers waiting for the pool (the mempool's wake-up).
+#[test]
+fn released_async_request_wakes_pool_waiters() {
+    let f = Fixture::new();
+    f.world.pages.prepare_write(FolioId(1));
+    assert_eq!(f.write(null_mut(), folio(1, 3, 1)), 0);
+    assert!(f.world.wakes.lock().unwrap().is_empty());
+    f.complete_all(PAGE as i64);
+    assert_eq!(*f.world.wakes.lock().unwrap(), [swapdio_wake::Pool as u32]);
 }

@@ -113,3 +113,30 @@ fn userspace_archive_fails_the_sse_and_relocation_gates() {
     assert!(log.contains("sse: "), "SSE instructions not caught:\n{log}");
     assert!(log.contains("relocs: ") && log.contains("GOTPCREL"), "GOT relocations not caught:\n{log}");
 }
+
+/// The errno values compiled into the library are the generic Linux ones; architectures
+/// that number them differently (alpha, mips, parisc, sparc) are refused at compile time.
+#[test]
+fn header_refuses_architectures_with_other_errno_numbers() {
+    if run(Command::new("gcc").arg("--version")).is_err() {
+        if std::env::var_os("SWAPDIO_REQUIRE_C").is_some_and(|v| v == "1") {
+            panic!("errno architecture check: gcc not found (SWAPDIO_REQUIRE_C=1 forbids skipping)");
+        }
+        eprintln!("SKIP errno architecture check: gcc not found");
+        return;
+    }
+    let compile = |define: Option<&str>| {
+        let mut gcc = Command::new("gcc");
+        gcc.args(["-fsyntax-only", "-x", "c", "-std=gnu11"]);
+        if let Some(d) = define {
+            gcc.arg(format!("-D{d}"));
+        }
+        run(gcc.arg(root().join("include/swapdio.h"))).expect("gcc")
+    };
+    assert!(compile(None).status.success(), "the header does not compile for this host");
+    for arch in ["__alpha__", "__mips__", "__hppa__", "__sparc__"] {
+        let out = compile(Some(arch));
+        assert!(!out.status.success(), "{arch}: the header compiled");
+        assert!(text(&out).contains("numbers them differently"), "{arch}: {}", text(&out));
+    }
+}

@@ -602,10 +602,11 @@ struct sync_args {
 	long ops;
 };
 
-static void wait_yield(void *ctx)
+static void wait_yield(void *ctx, const struct swapdio_sync_wait *cond)
 {
 	(void)ctx;
-	sched_yield();
+	if (!swapdio_sync_done(cond))
+		sched_yield();
 }
 
 /* A second task doing synchronous swap I/O (WB_SYNC_ALL writes, SWP_SYNCHRONOUS_IO reads). */
@@ -642,7 +643,7 @@ static void *sync_thread(void *arg)
 			do {
 				prepare(r, DIR_READ);
 				d = desc(w, r);
-				ret = swapdio_read_sync(w->engine, &d, NULL, NULL);
+				ret = swapdio_read_sync(w->engine, &d, wait_yield, NULL);
 				CHECK(ret == 0 || ret == -EIO || ret == -EAGAIN || ret == -ENOBUFS, "read_sync: %s",
 				      swapdio_strerror(ret));
 				if (ret == -ENOBUFS) {

@@ -28,7 +28,7 @@ SWAPDIO_CHECK_LAYOUT(swapdio_stats, 88, 8);
 #if __SIZEOF_POINTER__ == 8
 SWAPDIO_CHECK_LAYOUT(swapdio_activation, 80, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_backend_ops, 16, 8);
-SWAPDIO_CHECK_LAYOUT(swapdio_page_ops, 72, 8);
+SWAPDIO_CHECK_LAYOUT(swapdio_page_ops, 80, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_engine_config, 96, 8);
 #endif
 
