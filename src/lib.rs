@@ -23,7 +23,7 @@
 //! | *(none)* | | the `no_std` core: header, activation into caller memory ([`activate()`], [`activate_into`]), [`SwapMap`] over `&[MapEntry]`, [`Engine`] over caller storage ([`StorageRef`]) | bitflags, thiserror (both `no_std`) |
 //! | `alloc` | via `std` | owned storage: `activate_owned`, `OwnedStorage`, the map's bucket index | — |
 //! | `std` | yes | implies `alloc`; `testkit` (in-memory device, page-rule recorder, reference model of the activation arithmetic), `fault_backend` (seeded fault injection over any backend) | — |
-//! | `linux` | yes | implies `std`; the `linux` module, on Linux only: FIEMAP layout probe, dry-run swapon (`check`), mkswap, layout lease, the io_uring and pread drivers | io-uring, libc (Linux targets only) |
+//! | `linux` | yes | implies `std`; the `linux` module, on Linux only: FIEMAP layout probe, dry-run swapon (`check`), mkswap, layout lease, the io_uring, pread and NBD drivers | io-uring, libc (Linux targets only) |
 //! | `serde` | no | implies `linux`; JSON forms: `CheckReport::to_json`, `Serialize` on driver stats | serde, serde_json |
 //!
 //! The defaults suit a Rust program on Linux. Kernel-style and C users turn them off:

@@ -339,7 +339,7 @@ pub fn make_driver(
     quiet: bool,
 ) -> Result<Driver, String> {
     if let Some(uri) = &act.nbd {
-        return crate::target::nbd_driver(uri, arena, storage, faults).map(Driver::Nbd);
+        return crate::target::nbd_driver(uri, &act.lease, arena, storage, faults).map(Driver::Nbd);
     }
     let target = || open_target(act);
     if kind == DriverArg::Uring {

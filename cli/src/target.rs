@@ -6,7 +6,7 @@
 use crate::setup::{Activated, ModeArg};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use swapdio::fault::FaultConfig;
 use swapdio::linux::check::CheckReport;
 use swapdio::linux::direct::Arena;
@@ -29,19 +29,28 @@ pub fn nbd_uri(path: &Path) -> Result<Option<NbdUri>, String> {
 pub enum Lease {
     /// A swap file or block device: its FIEMAP layout.
     File(LayoutLease),
-    /// An NBD export: the handshake's description.
-    Nbd(NbdUri, nbd::Export),
+    /// An NBD export: the handshake's description, and the driver once there is one
+    /// (it checks the export again on every reconnect).
+    Nbd(NbdUri, nbd::Export, OnceLock<Weak<NbdBackend>>),
 }
 
 impl Lease {
-    /// Whether the swap area is still what was activated. An export that cannot be
-    /// reached right now (server restarting) is not a change: the driver fails the I/O
-    /// meanwhile and, on reconnecting, refuses an export that is no longer the same.
+    /// Whether the swap area is still what was activated. For an export with a driver:
+    /// whether the driver found it changed on a reconnect (it then refuses the
+    /// connection, so no page goes to another export); the server is not asked again
+    /// (a server with one client slot would stall). Before there is a driver: a new
+    /// handshake, compared with the one at activation.
     pub fn verify(&self) -> Result<(), String> {
         match self {
             Lease::File(l) => l.verify().map_err(|e| e.to_string()),
-            Lease::Nbd(uri, before) => {
-                let Ok(now) = nbd::NbdClient::connect(uri) else { return Ok(()) };
+            Lease::Nbd(uri, before, driver) => {
+                if let Some(d) = driver.get().and_then(Weak::upgrade) {
+                    return match d.nbd_stats().export_changes {
+                        0 => Ok(()),
+                        n => Err(format!("{uri}: export changed ({n} reconnects refused)")),
+                    };
+                }
+                let now = nbd::NbdClient::connect(uri).map_err(|e| format!("{uri}: {e}"))?;
                 let now = *now.export();
                 if now.size != before.size || now.read_only() != before.read_only() {
                     return Err(format!("{uri}: export changed: {before:?} -> {now:?}"));
@@ -67,7 +76,7 @@ pub fn activate_nbd(uri: &NbdUri, mode: ModeArg, quiet: bool) -> Result<Activate
     })?;
     prepare_process(quiet);
     Ok(Activated {
-        lease: Lease::Nbd(uri.clone(), act.export),
+        lease: Lease::Nbd(uri.clone(), act.export, OnceLock::new()),
         layout: act.layout,
         map: act.map,
         report: act.report,
@@ -92,15 +101,20 @@ pub fn prepare_process(quiet: bool) {
     }
 }
 
-/// The NBD driver for an activated export.
+/// The NBD driver for an activated export; the lease watches it from now on.
 pub fn nbd_driver(
     uri: &NbdUri,
+    lease: &Lease,
     arena: &Arc<Arena>,
     storage: StorageConfig,
     faults: FaultConfig,
 ) -> Result<Arc<NbdBackend>, String> {
     let config = NbdConfig { faults, ..NbdConfig::for_storage(storage) };
-    NbdBackend::new(uri, arena.clone(), config).map(Arc::new).map_err(|e| format!("{uri}: {e}"))
+    let d = NbdBackend::new(uri, arena.clone(), config).map(Arc::new).map_err(|e| format!("{uri}: {e}"))?;
+    if let Lease::Nbd(_, _, watch) = lease {
+        let _ = watch.set(Arc::downgrade(&d));
+    }
+    Ok(d)
 }
 
 /// The NBD driver's counters, when `driver` is one.
@@ -115,7 +129,7 @@ pub fn nbd_stats(driver: &crate::setup::Driver) -> Option<NbdStats> {
 pub fn nbd_stats_line(n: &NbdStats) -> String {
     format!(
         "  nbd             {} connection(s), {} lost ({} protocol errors), {} reconnects, {} requests failed in flight, \
-         {} error replies, {} not connected, {} FUA writes",
+         {} error replies, {} not connected, {} FUA writes, {} export changes",
         n.connections,
         n.connection_losses,
         n.protocol_errors,
@@ -123,7 +137,8 @@ pub fn nbd_stats_line(n: &NbdStats) -> String {
         n.failed_in_flight,
         n.error_replies,
         n.not_connected,
-        n.fua_writes
+        n.fua_writes,
+        n.export_changes
     )
 }
 

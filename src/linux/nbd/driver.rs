@@ -21,7 +21,7 @@
 
 use super::conn::{connect, Export, HandshakeOptions, NbdError, QuickAck, Stream};
 use super::proto;
-use super::replies::{read_reply, Pending, ReplyError, ReplyTarget};
+use super::replies::{read_reply, Coverage, Pending, ReplyError, ReplyTarget};
 use super::uri::NbdUri;
 use crate::backend::{Backend, Submit};
 use crate::caps::{BackendCaps, IoMode};
@@ -99,6 +99,9 @@ pub struct NbdCounters {
     pub fua_writes: AtomicU64,
     /// Flushes that completed.
     pub flushes: AtomicU64,
+    /// Reconnects refused because the export was no longer the one activated (size,
+    /// read-only flag or minimum block size changed).
+    pub export_changes: AtomicU64,
 }
 
 /// A snapshot of [`NbdCounters`].
@@ -115,6 +118,7 @@ pub struct NbdStats {
     pub not_connected: u64,
     pub fua_writes: u64,
     pub flushes: u64,
+    pub export_changes: u64,
 }
 
 /// No request in flight in a slot.
@@ -135,7 +139,7 @@ struct Op {
     len: u64,
     conn: usize,
     epoch: u64,
-    covered: u64,
+    covered: Coverage,
     error: Option<Errno>,
     iov: IoVecs,
 }
@@ -304,6 +308,7 @@ impl NbdBackend {
             not_connected: l(&c.not_connected),
             fua_writes: l(&c.fua_writes),
             flushes: l(&c.flushes),
+            export_changes: l(&c.export_changes),
         }
     }
 
@@ -388,7 +393,16 @@ impl Shared {
         let Some(stream) = state.stream.clone() else { return self.refuse(Errno(libc::ENOTCONN)) };
         {
             let mut op = lock(&slot.op);
-            *op = Op { kind, offset: pos, len: sent, conn: ci, epoch: state.epoch, covered: 0, error: None, iov };
+            *op = Op {
+                kind,
+                offset: pos,
+                len: sent,
+                conn: ci,
+                epoch: state.epoch,
+                covered: Coverage::default(),
+                error: None,
+                iov,
+            };
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         slot.cookie.store(cookie, Ordering::Release);
@@ -548,6 +562,7 @@ impl Shared {
         let (s, e) = connect(&self.uri, opts)?;
         // The export must be the same one: same size, still writable, same block rules.
         if e.size != self.export.size || e.read_only() || e.block_size.0 != self.export.block_size.0 {
+            DriverCounters::bump(&self.nbd.export_changes);
             s.shutdown();
             return Err(NbdError::Unusable("the export changed across the reconnect"));
         }
@@ -640,7 +655,7 @@ impl ReplyTarget for Target<'_> {
                 kind: proto::CMD_FLUSH,
                 offset: 0,
                 len: 0,
-                covered: 0,
+                covered: Coverage::default(),
                 error: None,
             });
         }
@@ -693,7 +708,7 @@ impl ReplyTarget for Target<'_> {
         }
     }
 
-    fn progress(&mut self, cookie: u64, covered: u64, error: Option<Errno>) {
+    fn progress(&mut self, cookie: u64, covered: Coverage, error: Option<Errno>) {
         if let Some(slot) = self.slot(cookie) {
             let mut op = lock(&slot.op);
             op.covered = covered;

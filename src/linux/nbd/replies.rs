@@ -12,6 +12,55 @@ use super::proto::{self, ProtoError, ReplyHeader};
 use crate::errno::Errno;
 use std::io::{self, Read};
 
+/// Which bytes of a structured read the chunks have delivered so far: up to
+/// [`Coverage::MAX_SPANS`] disjoint byte ranges, merged when they touch. Chunks must not
+/// overlap (the protocol forbids it); a read is complete only when one range covers it
+/// all, so overlapping chunks that leave a gap can never pass for a full read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Coverage {
+    spans: [(u64, u64); Coverage::MAX_SPANS],
+    n: usize,
+}
+
+impl Coverage {
+    /// Disjoint ranges tracked; more out-of-order fragments than this fail the request.
+    pub const MAX_SPANS: usize = 8;
+
+    /// Adds `[start, end)`. `false` if it overlaps what was covered, or if it would be
+    /// one fragment too many (the request then fails with `EPROTO`).
+    pub fn add(&mut self, start: u64, end: u64) -> bool {
+        if start >= end {
+            return true;
+        }
+        let spans = &self.spans[..self.n];
+        if spans.iter().any(|&(s, e)| start < e && s < end) {
+            return false;
+        }
+        let mut merged = (start, end);
+        let mut keep = 0;
+        for i in 0..self.n {
+            let (s, e) = self.spans[i];
+            if e == merged.0 || s == merged.1 {
+                merged = (merged.0.min(s), merged.1.max(e));
+            } else {
+                self.spans[keep] = (s, e);
+                keep += 1;
+            }
+        }
+        if keep == Self::MAX_SPANS {
+            return false;
+        }
+        self.spans[keep] = merged;
+        self.n = keep + 1;
+        true
+    }
+
+    /// Whether `[0, len)` is covered.
+    pub fn covers(&self, len: u64) -> bool {
+        len == 0 || (self.n == 1 && self.spans[0] == (0, len))
+    }
+}
+
 /// A request in flight, as the reply reader needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pending {
@@ -22,7 +71,7 @@ pub struct Pending {
     /// Bytes of the request.
     pub len: u64,
     /// Bytes covered so far by data and hole chunks (structured replies).
-    pub covered: u64,
+    pub covered: Coverage,
     /// First error chunk seen (structured replies).
     pub error: Option<Errno>,
 }
@@ -37,7 +86,7 @@ pub trait ReplyTarget {
     /// Zeroes `len` bytes of the read request's memory at `rel` (a hole chunk).
     fn zero(&mut self, cookie: u64, rel: u64, len: u64);
     /// Records chunk progress of a structured reply that is not done yet.
-    fn progress(&mut self, cookie: u64, covered: u64, error: Option<Errno>);
+    fn progress(&mut self, cookie: u64, covered: Coverage, error: Option<Errno>);
     /// The request is finished: bytes transferred, or the error.
     fn finish(&mut self, cookie: u64, result: Result<u64, Errno>);
 }
@@ -95,16 +144,20 @@ pub fn read_reply<R: Read, T: ReplyTarget>(src: &mut R, t: &mut T) -> Result<(),
                     src.read_exact(&mut off)?;
                     let data = len64 - 8;
                     let rel = proto::chunk_place(p.offset, p.len, u64::from_be_bytes(off), data)?;
+                    if !covered.add(rel, rel + data) {
+                        error.get_or_insert(Errno(proto::EPROTO));
+                    }
                     t.receive(cookie, rel, data, src)?;
-                    covered = covered.saturating_add(data);
                 }
                 proto::REPLY_TYPE_OFFSET_HOLE if p.kind == proto::CMD_READ && len == 12 => {
                     let mut b = [0u8; 12];
                     src.read_exact(&mut b)?;
                     let (offset, hole) = proto::parse_hole(&b)?;
                     let rel = proto::chunk_place(p.offset, p.len, offset, u64::from(hole))?;
+                    if !covered.add(rel, rel + u64::from(hole)) {
+                        error.get_or_insert(Errno(proto::EPROTO));
+                    }
                     t.zero(cookie, rel, u64::from(hole));
-                    covered = covered.saturating_add(u64::from(hole));
                 }
                 k if k & proto::REPLY_TYPE_ERROR_BIT != 0 => {
                     if len > proto::MAX_CHUNK_META {
@@ -121,7 +174,7 @@ pub fn read_reply<R: Read, T: ReplyTarget>(src: &mut R, t: &mut T) -> Result<(),
                 let result = match error {
                     Some(e) => Err(e),
                     // A read is done only when its chunks covered every byte.
-                    None if p.kind == proto::CMD_READ && covered != p.len => Err(Errno(proto::EPROTO)),
+                    None if p.kind == proto::CMD_READ && !covered.covers(p.len) => Err(Errno(proto::EPROTO)),
                     None => Ok(p.len),
                 };
                 t.finish(cookie, result);
@@ -157,7 +210,7 @@ mod tests {
 
     impl Table {
         fn add(&mut self, cookie: u64, kind: u16, offset: u64, len: u64) {
-            self.inflight.insert(cookie, Pending { kind, offset, len, covered: 0, error: None });
+            self.inflight.insert(cookie, Pending { kind, offset, len, covered: Coverage::default(), error: None });
             self.data.insert(cookie, vec![0xee; len as usize]);
         }
     }
@@ -174,7 +227,7 @@ mod tests {
             let buf = self.data.get_mut(&cookie).unwrap();
             buf[rel as usize..(rel + len) as usize].fill(0);
         }
-        fn progress(&mut self, cookie: u64, covered: u64, error: Option<Errno>) {
+        fn progress(&mut self, cookie: u64, covered: Coverage, error: Option<Errno>) {
             let p = self.inflight.get_mut(&cookie).unwrap();
             p.covered = covered;
             p.error = error;
@@ -248,6 +301,29 @@ mod tests {
         read_reply(&mut src, &mut t).unwrap();
         read_reply(&mut src, &mut t).unwrap();
         assert_eq!(t.done, vec![(1, Err(Errno(proto::EPROTO))), (2, Err(Errno::EIO))]);
+    }
+
+    #[test]
+    fn overlapping_chunks_that_add_up_to_the_length_do_not_pass_for_a_full_read() {
+        let mut t = Table::default();
+        t.add(1, proto::CMD_READ, 0, 16);
+        let mut d = 0u64.to_be_bytes().to_vec();
+        d.extend_from_slice(b"AAAAAAAA");
+        let mut wire = chunk(0, proto::REPLY_TYPE_OFFSET_DATA, 1, &d);
+        wire.extend(chunk(proto::REPLY_FLAG_DONE, proto::REPLY_TYPE_OFFSET_DATA, 1, &d));
+        let mut src = &wire[..];
+        read_reply(&mut src, &mut t).unwrap();
+        read_reply(&mut src, &mut t).unwrap();
+        assert_eq!(t.done, vec![(1, Err(Errno(proto::EPROTO)))]);
+        let mut c = Coverage::default();
+        assert!(c.add(8, 16) && c.add(0, 8) && c.covers(16));
+        assert!(!c.add(4, 5), "overlap");
+        let mut c = Coverage::default();
+        for i in 0..Coverage::MAX_SPANS as u64 {
+            assert!(c.add(2 * i, 2 * i + 1));
+        }
+        assert!(!c.add(100, 101), "one fragment too many");
+        assert!(c.add(1, 2), "touching fragments still merge");
     }
 
     #[test]
