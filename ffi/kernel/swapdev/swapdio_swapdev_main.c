@@ -141,13 +141,31 @@ struct swapdev_io {
  * @bdev: block device of the file's filesystem (device mode I/O goes there).
  * @file_mode: file mode (kiocbs) rather than device mode (bios).
  * @denied_write: file mode: deny_write_access() holds the file.
- * @engine: the swapdio engine; @engine_mem, @storage, @map its memory.
+ * @engine: the swapdio engine.
+ * @engine_mem: memory the engine lives in.
+ * @storage: the engine's request storage (pool).
+ * @map: the slot map swapdio_activate() wrote.
  * @slots: slots of the map (header slot included) = pages of /dev/swapdio0.
- * @ios: backend states, @pool of them; @free_io their free list under @io_lock.
+ * @ios: backend states, one per pool request.
+ * @free_io: free list of @ios.
+ * @io_lock: protects @free_io (taken in any context, interrupts off).
  * @header: page 0 of /dev/swapdio0 (the outer swap header), in memory.
  * @submit_lock: serialises ->queue_rq (task context).
  * @pool_wait: woken when an engine request is released.
  * @starved: ->queue_rq answered BLK_STS_RESOURCE: rerun the queue on release.
+ * @tag_set: blk-mq tag set (one hardware queue).
+ * @disk: /dev/swapdio0.
+ * @major: its major number.
+ * @pins: engine pins taken.
+ * @unpins: engine pins dropped (equal to @pins at unload).
+ * @resource: BLK_STS_RESOURCE answers.
+ * @backend_writes: backend write requests (for fault injection).
+ * @injected: backend writes failed on purpose.
+ * @upper_errors: upper requests ended with BLK_STS_IOERR.
+ * @ev_out: pages counted by SWAPDIO_EVENT_KIND_SWAP_OUT.
+ * @ev_in: pages counted by SWAPDIO_EVENT_KIND_SWAP_IN.
+ * @ev_write_failed: pages of failed writes.
+ * @ev_read_failed: pages of failed reads.
  */
 struct swapdev {
 	struct file *file;
@@ -169,7 +187,6 @@ struct swapdev {
 	struct blk_mq_tag_set tag_set;
 	struct gendisk *disk;
 	int major;
-	/* counters, printed at unload */
 	atomic64_t pins;
 	atomic64_t unpins;
 	atomic64_t resource;
@@ -190,7 +207,12 @@ void swapdio_panic_hook(const char *msg, size_t len)
 
 /* ---- per upper request ------------------------------------------------------------ */
 
-/* Any context: drops one part; the last one ends the upper request. */
+/**
+ * swapdev_cmd_put() - drop one part of an upper request; the last one ends it.
+ * @cmd: the request's pdu.
+ *
+ * Context: any (completion context or ->queue_rq); blk_mq_end_request() is irq-safe.
+ */
 static void swapdev_cmd_put(struct swapdev_cmd *cmd)
 {
 	if (atomic_dec_and_test(&cmd->pending)) {
@@ -289,7 +311,14 @@ static const struct swapdio_page_ops swapdev_page_ops = {
 
 /* ---- backend ---------------------------------------------------------------------- */
 
-/* Any context. Never empty: at most @pool engine requests exist, one state each. */
+/**
+ * swapdev_io_get() - take a reserved backend state.
+ * @dev: the device.
+ *
+ * Never empty: at most @pool engine requests exist, one state each.
+ * Context: any; io_lock is taken with interrupts off.
+ * Return: the state.
+ */
 static struct swapdev_io *swapdev_io_get(struct swapdev *dev)
 {
 	struct swapdev_io *sio;
@@ -313,10 +342,15 @@ static void swapdev_io_put(struct swapdev *dev, struct swapdev_io *sio)
 	spin_unlock_irqrestore(&dev->io_lock, flags);
 }
 
-/*
- * Completion context (irq, softirq, a workqueue, or ->queue_rq). The state is given
- * back before swapdio_complete() (the engine request it served is still held, so the
- * free list cannot run dry); after it, the engine request is free: wake whoever waits.
+/**
+ * swapdev_io_done() - end one engine request.
+ * @sio: its backend state.
+ * @result: bytes transferred or a negative errno.
+ *
+ * The state is given back before swapdio_complete() (the engine request it served is
+ * still held, so the free list cannot run dry); after it, the engine request is free:
+ * rerun a starved queue and wake whoever waits for the pool.
+ * Context: completion context (hard or soft irq, a workqueue) or ->queue_rq.
  */
 static void swapdev_io_done(struct swapdev_io *sio, s64 result)
 {
@@ -351,11 +385,17 @@ static void swapdev_kiocb_complete(struct kiocb *iocb, long ret)
 	swapdev_io_done(container_of(iocb, struct swapdev_io, iocb), ret);
 }
 
-/*
- * The engine's ->submit, called from swapdio_write/read/plug_finish in ->queue_rq
- * (task context, submit_lock held, memalloc_noio). Takes a reserved state, points its
- * bio_vec table at the request's pages and starts the I/O; completion may run before
- * this returns.
+/**
+ * swapdev_submit() - the engine's ->submit: start one engine request.
+ * @ctx: the device.
+ * @io: the request, valid during the call only.
+ *
+ * Takes a reserved state, points its bio_vec table at the request's pages and starts
+ * the I/O: a bio (device mode) or a direct-I/O kiocb (file mode). Completion may run
+ * before this returns.
+ * Context: task, from swapdio_write/read/plug_finish in ->queue_rq (submit_lock held,
+ * memalloc_noio); may sleep (lower queue tags, the filesystem's inode lock).
+ * Return: SWAPDIO_QUEUED.
  */
 static s64 swapdev_submit(void *ctx, const struct swapdio_io *io)
 {
@@ -427,8 +467,16 @@ static const struct swapdio_backend_ops swapdev_file_ops = {
 
 /* ---- blk-mq ------------------------------------------------------------------------ */
 
-/* Task context, submit_lock held: the engine requests a request of @n pages from
- * @slot needs (one per extent it crosses; at most 32 pages fit one request). */
+/**
+ * swapdev_requests_needed() - engine requests an upper request takes.
+ * @dev: the device.
+ * @slot: its first slot.
+ * @n: its pages.
+ * @need: out: one per extent the range crosses (at most 32 pages fit one request).
+ *
+ * Context: task, submit_lock held.
+ * Return: 0 or the lookup's error.
+ */
 static int swapdev_requests_needed(struct swapdev *dev, u64 slot, u64 n, unsigned int *need)
 {
 	u64 end = slot + n;
@@ -454,18 +502,24 @@ static bool swapdev_pool_has(struct swapdev *dev, unsigned int need)
 }
 
 /* The outer swap header (page 0) lives in memory: mkswap writes it, swapon reads it. */
-static void swapdev_header_io(struct swapdev *dev, struct bio_vec *bv, bool write, unsigned int at)
+static void swapdev_header_io(struct swapdev *dev, struct bio_vec *bv, bool write)
 {
 	if (write)
-		memcpy_from_page(page_address(dev->header) + at, bv->bv_page, bv->bv_offset, bv->bv_len);
+		memcpy_from_page(page_address(dev->header), bv->bv_page, bv->bv_offset, bv->bv_len);
 	else
-		memcpy_to_page(bv->bv_page, bv->bv_offset, page_address(dev->header) + at, bv->bv_len);
+		memcpy_to_page(bv->bv_page, bv->bv_offset, page_address(dev->header), bv->bv_len);
 }
 
-/*
- * Task context, may sleep (BLK_MQ_F_BLOCKING); see the top of the file. The whole
- * request is admitted or none of it: with submit_lock held nobody else takes engine
- * requests, so a pool that has enough free requests now still has them below.
+/**
+ * swapdev_queue_rq() - blk-mq ->queue_rq: hand an upper request's pages to the engine.
+ * @hctx: the hardware context.
+ * @bd: the request.
+ *
+ * The whole request is admitted or none of it: with submit_lock held nobody else takes
+ * engine requests, so a pool that has enough free requests now still has them below.
+ * Context: task, may sleep (BLK_MQ_F_BLOCKING); see the top of the file.
+ * Return: BLK_STS_OK (started), BLK_STS_RESOURCE (pool short: retried on a release),
+ * or an error for a request the device cannot serve.
  */
 static blk_status_t swapdev_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
 {
@@ -529,7 +583,7 @@ static blk_status_t swapdev_queue_rq(struct blk_mq_hw_ctx *hctx, const struct bl
 		struct swapdio_folio folio;
 
 		if (slot == 0) {
-			swapdev_header_io(dev, &bv, cmd->write, 0);
+			swapdev_header_io(dev, &bv, cmd->write);
 			slot++;
 			continue;
 		}
@@ -956,11 +1010,12 @@ static void __exit swapdev_exit(void)
 		dev->file_mode ? "file" : "device", st.requests_submitted, st.requests_completed,
 		st.pages_out, st.pages_in, st.write_failures, st.read_failures, st.short_transfers,
 		st.would_block, st.rejected_completions, st.in_flight, st.pool_free);
-	pr_info("stats: pins=%lld unpins=%lld fail_write_every=%u resource_retries=%lld injected_write_errors=%lld upper_errors=%lld events_out=%lld events_in=%lld\n",
+	pr_info("stats: pins=%lld unpins=%lld fail_write_every=%u resource_retries=%lld injected_write_errors=%lld upper_errors=%lld events_out=%lld events_in=%lld events_write_failed=%lld events_read_failed=%lld\n",
 		atomic64_read(&dev->pins), atomic64_read(&dev->unpins), fail_write_every,
 		atomic64_read(&dev->resource), atomic64_read(&dev->injected),
 		atomic64_read(&dev->upper_errors), atomic64_read(&dev->ev_out),
-		atomic64_read(&dev->ev_in));
+		atomic64_read(&dev->ev_in), atomic64_read(&dev->ev_write_failed),
+		atomic64_read(&dev->ev_read_failed));
 	swapdev_free(dev);
 	swapdev_unclaim(dev);
 	fput(dev->file);
