@@ -824,6 +824,65 @@ out:
 	return ret;
 }
 
+struct swapdev_prime {
+	struct kiocb iocb;
+	struct completion done;
+	long ret;
+};
+
+static void swapdev_prime_complete(struct kiocb *iocb, long ret)
+{
+	struct swapdev_prime *p = container_of(iocb, struct swapdev_prime, iocb);
+
+	p->ret = ret;
+	complete(&p->done);
+}
+
+/**
+ * swapdev_prime_file_mode() - one async direct-I/O write at load time (file mode).
+ * @dev: the device.
+ *
+ * The filesystem creates its direct-I/O completion workqueue (s_dio_done_wq, with a
+ * rescuer kthread) at the first async direct write. Under reclaim that creation waits
+ * for kthreadd, which waits for memory, which waits for our writes: a deadlock (seen
+ * as kthreadd, kblockd and the workload hung). Make it now: write a zeroed page to
+ * slot 1, where no swap data lives yet, and wait for it.
+ * Context: task (insmod), may sleep.
+ * Return: 0 or a negative errno.
+ */
+static int swapdev_prime_file_mode(struct swapdev *dev)
+{
+	struct swapdev_prime p = { .ret = 0 };
+	struct swapdio_run run;
+	struct iov_iter iter;
+	struct bio_vec bv;
+	struct page *page;
+	ssize_t ret;
+
+	ret = swapdio_engine_lookup(dev->engine, 1, &run);
+	if (ret)
+		return ret;
+	page = alloc_page(GFP_KERNEL | __GFP_ZERO);
+	if (!page)
+		return -ENOMEM;
+	bvec_set_page(&bv, page, PAGE_SIZE, 0);
+	init_completion(&p.done);
+	p.iocb.ki_filp = dev->file;
+	p.iocb.ki_pos = run.pos;
+	p.iocb.ki_flags = IOCB_DIRECT | IOCB_WRITE;
+	p.iocb.ki_complete = swapdev_prime_complete;
+	iov_iter_bvec(&iter, ITER_SOURCE, &bv, 1, PAGE_SIZE);
+	ret = call_write_iter(dev->file, &p.iocb, &iter);
+	if (ret == -EIOCBQUEUED) {
+		wait_for_completion(&p.done);
+		ret = p.ret;
+	}
+	__free_page(page);
+	if (ret != PAGE_SIZE)
+		return ret < 0 ? ret : -EIO;
+	return 0;
+}
+
 /*
  * Keep the file from changing underneath. Device mode: S_SWAPFILE, as swapon does
  * (write, truncate and fallocate fail with ETXTBSY). File mode writes through the
@@ -971,6 +1030,8 @@ static int __init swapdev_init(void)
 		goto out_file;
 	}
 	ret = swapdev_activate(dev);
+	if (!ret && dev->file_mode)
+		ret = swapdev_prime_file_mode(dev);
 	if (ret)
 		goto out_free;
 	ret = -ENOMEM;
