@@ -70,19 +70,19 @@ pub struct Args {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-enum Dir {
+pub(crate) enum Dir {
     Read,
     Write,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
-struct Case {
-    name: &'static str,
-    dir: Dir,
-    random: bool,
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) dir: Dir,
+    pub(crate) random: bool,
     /// Pages per request.
-    pages: u32,
-    qd: usize,
+    pub(crate) pages: u32,
+    pub(crate) qd: usize,
 }
 
 const CASES: [Case; 6] = [
@@ -95,11 +95,11 @@ const CASES: [Case; 6] = [
 ];
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
-struct Measure {
-    iops: f64,
-    mib_s: f64,
-    p50_us: f64,
-    p99_us: f64,
+pub(crate) struct Measure {
+    pub(crate) iops: f64,
+    pub(crate) mib_s: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
 }
 
 impl Measure {
@@ -369,7 +369,7 @@ fn raw_case(
 
 // ---- fio --------------------------------------------------------------------------------------
 
-fn fio_available() -> bool {
+pub(crate) fn fio_available() -> bool {
     std::process::Command::new("fio").arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
 }
 
@@ -410,7 +410,7 @@ fn selected_cases(only: Option<&str>) -> Result<Vec<&'static Case>, String> {
     Ok(cases)
 }
 
-fn fio_case(path: &Path, file_size: u64, case: &Case, d: Duration) -> Option<Measure> {
+pub(crate) fn fio_case(path: &Path, file_size: u64, case: &Case, d: Duration) -> Option<Measure> {
     let rw = match (case.dir, case.random) {
         (Dir::Read, true) => "randread",
         (Dir::Write, true) => "randwrite",

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod bench;
 mod check;
 mod mkswap;
+mod pager;
 mod pattern;
 mod setup;
 mod stress;
@@ -34,6 +35,8 @@ enum Command {
     Stress(stress::Args),
     /// Swap-in/swap-out IOPS and bandwidth beside a raw io_uring loop (and fio).
     Bench(bench::Args),
+    /// A userfaultfd pager on the engine beside kernel swap and a pread/pwrite pager.
+    Pager(pager::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,5 +46,6 @@ fn main() -> ExitCode {
         Command::Mkswap(a) => mkswap::run(a, cli.json),
         Command::Stress(a) => stress::run(a, cli.json),
         Command::Bench(a) => bench::run(a, cli.json),
+        Command::Pager(a) => pager::run(a, cli.json),
     }
 }

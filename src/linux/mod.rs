@@ -12,5 +12,6 @@ pub mod layout;
 pub mod lease;
 pub mod mkswap;
 pub mod nbd;
+pub mod pager;
 pub mod pread;
 pub mod uring;

@@ -72,6 +72,10 @@ pub struct DriverConfig {
     pub register_files: bool,
     /// Faults to inject into completions.
     pub faults: FaultConfig,
+    /// Which directions `faults` applies to (both by default).
+    pub fault_reads: bool,
+    /// See `fault_reads`.
+    pub fault_writes: bool,
 }
 
 impl DriverConfig {
@@ -84,6 +88,8 @@ impl DriverConfig {
             register_buffers: true,
             register_files: true,
             faults: FaultConfig::NONE,
+            fault_reads: true,
+            fault_writes: true,
         }
     }
 }
@@ -156,6 +162,8 @@ struct Inner {
     park_cv: Condvar,
     sink: OnceLock<Weak<dyn CompletionSink>>,
     faults: FaultPlan,
+    fault_reads: bool,
+    fault_writes: bool,
     counters: Arc<DriverCounters>,
 }
 
@@ -216,6 +224,8 @@ impl UringBackend {
             park_cv: Condvar::new(),
             sink: OnceLock::new(),
             faults: FaultPlan::new(config.faults),
+            fault_reads: config.fault_reads,
+            fault_writes: config.fault_writes,
             counters: Arc::new(DriverCounters::default()),
         });
         let r = Arc::clone(&inner);
@@ -585,7 +595,7 @@ impl Inner {
             let _ = self.internal.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
             return;
         };
-        let (len, result) = {
+        let (len, dir, result) = {
             let mut op = slot.op.lock().unwrap_or_else(|e| e.into_inner());
             let closing = self.closing.load(Ordering::Acquire);
             let result = if res < 0 {
@@ -614,9 +624,14 @@ impl Inner {
                 }
                 Ok(op.done)
             };
-            (op.len, result)
+            (op.len, op.dir, result)
         };
-        let result = inject_fault(&self.faults, &self.counters, len, result);
+        let inject = match dir {
+            Some(Direction::Read) => self.fault_reads,
+            Some(Direction::Write) => self.fault_writes,
+            None => false,
+        };
+        let result = if inject { inject_fault(&self.faults, &self.counters, len, result) } else { result };
         // Free the slot before the engine can hand the index out again.
         slot.user_data.store(IDLE, Ordering::Release);
         self.release_room();

@@ -1,0 +1,365 @@
+//! The fault handler threads: missing-page faults (zero fill, swap-in with readahead),
+//! write-protect faults (first write, redirty during write-out), `SIGBUS` for pages
+//! that cannot be read, and the bulk prefetch.
+
+use super::evict::{reserve, wake_evictor};
+use super::io::Xfer;
+use super::table::PageState;
+use super::uffd::{Msg, EVENT_PAGEFAULT, FLAG_WP, FLAG_WRITE};
+use super::{add, PageError, PagerError, Shared, PREFETCH_BATCH};
+use crate::errno::Errno;
+use crate::PAGE_SIZE;
+use std::sync::atomic::Ordering;
+
+/// Zeros for a write fault on a never-written page.
+static ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+
+/// A handler thread: waits on the userfaultfd (polling so shutdown is seen) and
+/// resolves each fault.
+pub(super) fn handler_loop(s: &Shared, h: usize) {
+    let staging = s.handler_staging + h * (s.config.readahead + 1);
+    let mut msgs = [Msg::default(); 16];
+    while !s.stop.load(Ordering::Acquire) {
+        let mut pfd = libc::pollfd { fd: s.uffd.raw(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd, valid for the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, 20) };
+        if r <= 0 {
+            continue;
+        }
+        let n = match s.uffd.read(&mut msgs) {
+            Ok(n) => n,
+            Err(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            }
+        };
+        for m in &msgs[..n] {
+            if m.event != EVENT_PAGEFAULT || m.address < s.base {
+                continue;
+            }
+            let page = ((m.address - s.base) / PAGE_SIZE as u64) as usize;
+            if page >= s.config.pages {
+                continue;
+            }
+            if m.flags & FLAG_WP != 0 {
+                wp_fault(s, page);
+            } else {
+                missing_fault(s, page, m.flags & FLAG_WRITE != 0, m.ptid, staging);
+            }
+        }
+    }
+}
+
+/// A write to a write-protected page: the page becomes dirty (or, during its
+/// write-out, redirtied), and is unprotected under the table lock so no eviction can
+/// protect it again in between.
+fn wp_fault(s: &Shared, page: usize) {
+    add(&s.counters.wp_faults, 1);
+    let addr = s.addr(page);
+    let mut t = s.lock();
+    let e = &mut t.pages[page];
+    let resident = match e.state {
+        PageState::Clean | PageState::Dirty | PageState::ZeroMapped => {
+            e.state = PageState::Dirty;
+            true
+        }
+        PageState::Evicting => {
+            e.redirty = true;
+            true
+        }
+        // Dropped meanwhile: the retried access faults as missing.
+        _ => false,
+    };
+    e.referenced = true;
+    let r = if resident {
+        s.uffd.write_protect(addr, PAGE_SIZE as u64, false, false)
+    } else {
+        s.uffd.wake(addr, PAGE_SIZE as u64)
+    };
+    drop(t);
+    if r.is_err() {
+        let _ = s.uffd.wake(addr, PAGE_SIZE as u64);
+    }
+}
+
+/// Sends `SIGBUS` (`BUS_ADRERR` at `addr`) to thread `tid` of this process, as the
+/// kernel does for an unreadable swap page, then wakes the page's waiters so each
+/// retries and gets its own.
+fn sigbus(s: &Shared, tid: u32, addr: u64) {
+    add(&s.counters.sigbus, 1);
+    #[repr(C)]
+    struct SigInfo {
+        signo: i32,
+        errno: i32,
+        code: i32,
+        pad: i32,
+        addr: u64,
+        rest: [u64; 13],
+    }
+    let info = SigInfo { signo: libc::SIGBUS, errno: 0, code: libc::BUS_ADRERR, pad: 0, addr, rest: [0; 13] };
+    if tid != 0 {
+        // SAFETY: rt_tgsigqueueinfo to a thread of our own process with a 128-byte
+        // siginfo laid out as the kernel's (signo, errno, code, then the fault address).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_tgsigqueueinfo,
+                libc::getpid(),
+                tid as libc::pid_t,
+                libc::SIGBUS,
+                &info as *const SigInfo,
+            )
+        };
+    }
+    let _ = s.uffd.wake(addr & !(PAGE_SIZE as u64 - 1), PAGE_SIZE as u64);
+}
+
+fn missing_fault(s: &Shared, page: usize, write: bool, tid: u32, staging: usize) {
+    add(&s.counters.faults, 1);
+    let addr = s.addr(page);
+    let mut t = s.lock();
+    match t.pages[page].state {
+        PageState::Zero => {
+            if s.closing.load(Ordering::Acquire) {
+                drop(t);
+                return sigbus(s, tid, addr);
+            }
+            let Ok(mut t) = reserve(s, t, 1) else { return sigbus(s, tid, addr) };
+            if t.pages[page].state != PageState::Zero {
+                // Another handler got to it while we made room: it wakes the waiters.
+                return;
+            }
+            t.set(page, PageState::Reading);
+            drop(t);
+            let r = if write {
+                s.uffd.copy(addr, ZEROS.as_ptr(), PAGE_SIZE as u64, false, false)
+            } else {
+                s.uffd.zeropage(addr, PAGE_SIZE as u64)
+            };
+            add(&s.counters.zero_fills, 1);
+            let mut t = s.lock();
+            let state = match (r, write) {
+                (Ok(()), false) => PageState::ZeroMapped,
+                (Ok(()), true) => PageState::Dirty,
+                // Nothing was mapped: the page is still never written; the retried
+                // access faults again.
+                (Err(_), _) => PageState::Zero,
+            };
+            t.set(page, state);
+            t.pages[page].referenced = true;
+            drop(t);
+            if state == PageState::Zero {
+                let _ = s.uffd.wake(addr, PAGE_SIZE as u64);
+            }
+            s.changed.notify_all();
+            wake_evictor(s);
+        }
+        PageState::Swapped => {
+            if s.closing.load(Ordering::Acquire) {
+                drop(t);
+                return sigbus(s, tid, addr);
+            }
+            let window = t.readahead(tid, page, s.config.readahead);
+            let Ok(t) = reserve(s, t, 1 + window) else { return sigbus(s, tid, addr) };
+            if t.pages[page].state != PageState::Swapped {
+                return;
+            }
+            swap_in(s, t, page, window, write, tid, staging);
+        }
+        // Another handler is reading it: its copy wakes this thread too.
+        PageState::Reading => {}
+        PageState::Failed => {
+            drop(t);
+            sigbus(s, tid, addr);
+        }
+        // Already mapped (a late message for a resolved fault).
+        _ => {
+            drop(t);
+            let _ = s.uffd.wake(addr, PAGE_SIZE as u64);
+        }
+    }
+}
+
+/// Reads `page` and up to `window` following swapped pages in one batch, maps them
+/// (the faulting page writable if the fault was a write, the rest write-protected), and
+/// retries the faulting page's read before giving up on it.
+fn swap_in(
+    s: &Shared,
+    mut t: std::sync::MutexGuard<'_, super::table::Table>,
+    page: usize,
+    window: usize,
+    write: bool,
+    tid: u32,
+    staging: usize,
+) {
+    let mut items: Vec<Xfer> = Vec::with_capacity(window + 1);
+    let mut pages: Vec<usize> = Vec::with_capacity(window + 1);
+    for (i, p) in (page..s.config.pages.min(page + window + 1)).enumerate() {
+        if i > 0 && t.pages[p].state != PageState::Swapped {
+            continue;
+        }
+        t.set(p, PageState::Reading);
+        items.push(Xfer { slot: Shared::slot(p), staging: staging + i });
+        pages.push(p);
+    }
+    drop(t);
+    let mut out = vec![Ok(()); items.len()];
+    s.io.read(&items, &mut out);
+    let mut attempts = 0;
+    while out[0].is_err() && attempts < s.config.read_retries {
+        add(&s.counters.read_failures, 1);
+        attempts += 1;
+        let mut one = [Ok(())];
+        s.io.read(&items[..1], &mut one);
+        out[0] = one[0];
+    }
+    let ok = out.iter().filter(|r| r.is_ok()).count() as u64;
+    add(&s.counters.pages_in, ok);
+    add(&s.counters.readahead, ok - u64::from(out[0].is_ok()));
+    add(&s.counters.read_failures, out[1..].iter().filter(|r| r.is_err()).count() as u64 + u64::from(out[0].is_err()));
+    // Map: the faulting page first (its thread waits), then the readahead pages.
+    let mut mapped = vec![false; items.len()];
+    for (i, (x, p)) in items.iter().zip(&pages).enumerate() {
+        if out[i].is_ok() {
+            let wp = !(i == 0 && write);
+            mapped[i] = s.uffd.copy(s.addr(*p), s.staging_ptr(x.staging), PAGE_SIZE as u64, wp, false).is_ok();
+        }
+    }
+    let mut t = s.lock();
+    for (i, p) in pages.iter().enumerate() {
+        let state = match (out[i], mapped[i]) {
+            (Ok(()), true) if i == 0 && write => PageState::Dirty,
+            (Ok(()), true) => PageState::Clean,
+            (Err(e), _) if i == 0 => {
+                t.pages[*p].errno = e.0;
+                PageState::Failed
+            }
+            _ => PageState::Swapped,
+        };
+        t.set(*p, state);
+        t.pages[*p].referenced = i == 0;
+    }
+    drop(t);
+    s.changed.notify_all();
+    wake_evictor(s);
+    if let Err(e) = out[0] {
+        record_error(s, page, e);
+        sigbus(s, tid, s.addr(page));
+    } else if !mapped[0] {
+        let _ = s.uffd.wake(s.addr(page), PAGE_SIZE as u64);
+    }
+}
+
+fn record_error(s: &Shared, page: usize, errno: Errno) {
+    eprintln!(
+        "swapdio pager: reading page {page} (slot {}) failed: {errno}; a thread touching it gets SIGBUS",
+        Shared::slot(page)
+    );
+    s.errors.lock().unwrap_or_else(|e| e.into_inner()).push(PageError { page, slot: Shared::slot(page), errno });
+}
+
+/// [`super::Pager::prefetch`].
+pub(super) fn prefetch(s: &Shared, ranges: &[std::ops::Range<usize>]) -> Result<u64, PagerError> {
+    let mut todo: Vec<usize> = Vec::new();
+    {
+        let t = s.lock();
+        for r in ranges {
+            for p in r.start..r.end.min(s.config.pages) {
+                if t.pages[p].state == PageState::Swapped {
+                    todo.push(p);
+                }
+            }
+        }
+    }
+    // One prefetch at a time (its staging pages are shared).
+    static PREFETCHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = PREFETCHING.lock().unwrap_or_else(|e| e.into_inner());
+    let batch = PREFETCH_BATCH.min(s.config.budget / 2).max(1);
+    let mut loaded = 0u64;
+    let mut first_error = None;
+    for chunk in todo.chunks(batch) {
+        if s.closing.load(Ordering::Acquire) {
+            return Err(PagerError::Shutdown);
+        }
+        let t = s.lock();
+        let mut t = reserve(s, t, chunk.len()).map_err(|_| PagerError::Shutdown)?;
+        let mut items = Vec::with_capacity(chunk.len());
+        let mut pages = Vec::with_capacity(chunk.len());
+        for &p in chunk {
+            if t.pages[p].state == PageState::Swapped {
+                t.set(p, PageState::Reading);
+                items.push(Xfer { slot: Shared::slot(p), staging: s.prefetch_staging + pages.len() });
+                pages.push(p);
+            }
+        }
+        drop(t);
+        let mut out = vec![Ok(()); items.len()];
+        s.io.read(&items, &mut out);
+        for i in 0..items.len() {
+            let mut attempts = 0;
+            while out[i].is_err() && attempts < s.config.read_retries {
+                add(&s.counters.read_failures, 1);
+                attempts += 1;
+                let mut one = [Ok(())];
+                s.io.read(&items[i..=i], &mut one);
+                out[i] = one[0];
+            }
+        }
+        // Map runs of pages adjacent in the region and in staging with one copy each,
+        // without waking; one wake per run afterwards.
+        let mut mapped = vec![false; items.len()];
+        let mut i = 0;
+        while i < items.len() {
+            if out[i].is_err() {
+                i += 1;
+                continue;
+            }
+            let mut j = i + 1;
+            while j < items.len() && out[j].is_ok() && pages[j] == pages[j - 1] + 1 {
+                j += 1;
+            }
+            let len = ((j - i) * PAGE_SIZE) as u64;
+            let ok = s.uffd.copy(s.addr(pages[i]), s.staging_ptr(items[i].staging), len, true, true).is_ok();
+            if ok {
+                mapped[i..j].iter_mut().for_each(|m| *m = true);
+            } else {
+                // Something was mapped meanwhile: page by page.
+                for k in i..j {
+                    mapped[k] = s
+                        .uffd
+                        .copy(s.addr(pages[k]), s.staging_ptr(items[k].staging), PAGE_SIZE as u64, true, true)
+                        .is_ok();
+                }
+            }
+            i = j;
+        }
+        let mut t = s.lock();
+        for (i, &p) in pages.iter().enumerate() {
+            let state = match (out[i], mapped[i]) {
+                (Ok(()), true) => PageState::Clean,
+                (Err(e), _) => {
+                    t.pages[p].errno = e.0;
+                    first_error.get_or_insert((p, e));
+                    PageState::Failed
+                }
+                _ => PageState::Swapped,
+            };
+            t.set(p, state);
+            t.pages[p].referenced = true;
+        }
+        drop(t);
+        let n = mapped.iter().filter(|m| **m).count() as u64;
+        loaded += n;
+        add(&s.counters.pages_in, n);
+        add(&s.counters.prefetched, n);
+        s.changed.notify_all();
+        wake_evictor(s);
+        if let (Some(&a), Some(&b)) = (pages.first(), pages.last()) {
+            let _ = s.uffd.wake(s.addr(a), ((b + 1 - a) * PAGE_SIZE) as u64);
+        }
+    }
+    if let Some((page, errno)) = first_error {
+        record_error(s, page, errno);
+        return Err(PagerError::Read { page, slot: Shared::slot(page), errno });
+    }
+    Ok(loaded)
+}
