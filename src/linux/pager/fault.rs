@@ -82,35 +82,22 @@ fn wp_fault(s: &Shared, page: usize) {
     }
 }
 
-/// Sends `SIGBUS` (`BUS_ADRERR` at `addr`) to thread `tid` of this process, as the
-/// kernel does for an unreadable swap page, then wakes the page's waiters so each
-/// retries and gets its own.
+/// Makes the page at `addr` answer every access with `SIGBUS`, as the kernel does for
+/// an unreadable swap page (`VM_FAULT_SIGBUS`): a poison marker (`UFFDIO_POISON`), so the
+/// faulting thread — and any later one — gets `SIGBUS` with `si_addr` in the page from
+/// the kernel itself. Without `UFFDIO_POISON` (before Linux 6.6) the faulting thread `tid`
+/// is sent `SIGBUS` with `tgkill` (no address) and the page's waiters are woken.
 fn sigbus(s: &Shared, tid: u32, addr: u64) {
     add(&s.counters.sigbus, 1);
-    #[repr(C)]
-    struct SigInfo {
-        signo: i32,
-        errno: i32,
-        code: i32,
-        pad: i32,
-        addr: u64,
-        rest: [u64; 13],
+    let page = addr & !(PAGE_SIZE as u64 - 1);
+    if s.uffd.poison(page, PAGE_SIZE as u64).is_ok() {
+        return;
     }
-    let info = SigInfo { signo: libc::SIGBUS, errno: 0, code: libc::BUS_ADRERR, pad: 0, addr, rest: [0; 13] };
     if tid != 0 {
-        // SAFETY: rt_tgsigqueueinfo to a thread of our own process with a 128-byte
-        // siginfo laid out as the kernel's (signo, errno, code, then the fault address).
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_tgsigqueueinfo,
-                libc::getpid(),
-                tid as libc::pid_t,
-                libc::SIGBUS,
-                &info as *const SigInfo,
-            )
-        };
+        // SAFETY: tgkill to a thread of our own process.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid as libc::pid_t, libc::SIGBUS) };
     }
-    let _ = s.uffd.wake(addr & !(PAGE_SIZE as u64 - 1), PAGE_SIZE as u64);
+    let _ = s.uffd.wake(page, PAGE_SIZE as u64);
 }
 
 fn missing_fault(s: &Shared, page: usize, write: bool, tid: u32, staging: usize) {

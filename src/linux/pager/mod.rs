@@ -31,17 +31,20 @@
 //!   writes it again (`__end_swap_bio_write`'s redirty). Clean pages are dropped
 //!   without I/O; pages whose bytes are all zero are dropped without I/O and come back
 //!   as zeros (the kernel's zero-filled swap entries).
-//! * **Errors.** A page whose read fails (after retries) is marked failed, and every
-//!   thread touching it gets `SIGBUS` with `si_code = BUS_ADRERR` and `si_addr` the page
-//!   — what the kernel does on a swap-in I/O error (`VM_FAULT_SIGBUS`) — never silently
-//!   wrong data; [`Pager::errors`] names the page, slot and errno. [`Pager::prefetch`]
-//!   returns the error instead.
+//! * **Errors.** A page whose read fails (after retries) is marked failed and poisoned
+//!   (`UFFDIO_POISON`): every thread touching it gets `SIGBUS` from the kernel with
+//!   `si_addr` in the page — what the kernel does on a swap-in I/O error
+//!   (`VM_FAULT_SIGBUS`) — never silently wrong data; [`Pager::errors`] names the page,
+//!   slot and errno, and the error is logged on stderr. [`Pager::prefetch`] returns the
+//!   error instead. (Before Linux 6.6, without `UFFDIO_POISON`, the faulting thread is
+//!   sent `SIGBUS` with `tgkill`, without an address.)
 //! * **Shutdown.** [`Pager::shutdown`] stops eviction, waits for every read and write
 //!   in flight, and accounts for every page ([`PageCensus`]: each page is in exactly one
 //!   state, none still moving). From then on the region stays mapped and resident pages
 //!   keep working, but a fault on a page that is not resident gets `SIGBUS` at once
-//!   (the pager no longer reads); no thread is left waiting. Dropping the pager unmaps
-//!   the region.
+//!   (the page is poisoned as above; the pager no longer reads); no thread is left
+//!   waiting. Dropping the pager unmaps the region (an access after that is the caller's
+//!   use-after-free: `SIGSEGV`).
 //!
 //! Page `i` of the region lives at swap slot `i + 1` (slot 0 is the header): the swap
 //! file must have more slots than the region has pages.

@@ -22,6 +22,7 @@ const UFFDIO_WAKE: u64 = ior(0x02, 16);
 const UFFDIO_COPY: u64 = iowr(0x03, 40);
 const UFFDIO_ZEROPAGE: u64 = iowr(0x04, 32);
 const UFFDIO_WRITEPROTECT: u64 = iowr(0x06, 24);
+const UFFDIO_POISON: u64 = iowr(0x08, 32);
 /// `USERFAULTFD_IOC_NEW` on `/dev/userfaultfd`: `_IO(0xAA, 0x00)`.
 const USERFAULTFD_IOC_NEW: u64 = UFFDIO << 8;
 
@@ -29,6 +30,8 @@ const USERFAULTFD_IOC_NEW: u64 = UFFDIO << 8;
 const FEATURE_PAGEFAULT_FLAG_WP: u64 = 1 << 0;
 /// `UFFD_FEATURE_THREAD_ID`: each fault names the faulting thread.
 const FEATURE_THREAD_ID: u64 = 1 << 8;
+/// `UFFD_FEATURE_POISON`: `UFFDIO_POISON` (Linux 6.6).
+const FEATURE_POISON: u64 = 1 << 14;
 const REGISTER_MODE_MISSING: u64 = 1 << 0;
 const REGISTER_MODE_WP: u64 = 1 << 1;
 const COPY_MODE_DONTWAKE: u64 = 1 << 0;
@@ -115,6 +118,7 @@ pub struct Msg {
 #[derive(Debug)]
 pub struct Uffd {
     fd: OwnedFd,
+    poison: bool,
 }
 
 fn ioctl<T>(fd: libc::c_int, req: u64, arg: &mut T) -> io::Result<()> {
@@ -161,9 +165,16 @@ impl Uffd {
         }
         // SAFETY: `fd` is a descriptor just returned to us and owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut api = ApiArg { api: UFFD_API, features: FEATURE_PAGEFAULT_FLAG_WP | FEATURE_THREAD_ID, ioctls: 0 };
-        ioctl(fd.as_raw_fd(), UFFDIO_API_IOCTL, &mut api)?;
-        Ok(Uffd { fd })
+        // Ask for everything; the kernel answers with what it has (and refuses a request for
+        // features it lacks, so ask again without poison on older kernels).
+        let base = FEATURE_PAGEFAULT_FLAG_WP | FEATURE_THREAD_ID;
+        let mut api = ApiArg { api: UFFD_API, features: base | FEATURE_POISON, ioctls: 0 };
+        let poison = ioctl(fd.as_raw_fd(), UFFDIO_API_IOCTL, &mut api).is_ok();
+        if !poison {
+            let mut api = ApiArg { api: UFFD_API, features: base, ioctls: 0 };
+            ioctl(fd.as_raw_fd(), UFFDIO_API_IOCTL, &mut api)?;
+        }
+        Ok(Uffd { fd, poison })
     }
 
     /// Registers `[start, start + len)` for missing and write-protect faults.
@@ -226,6 +237,22 @@ impl Uffd {
         loop {
             let mut w = WpArg { range: Range { start, len }, mode };
             match ioctl(self.fd.as_raw_fd(), UFFDIO_WRITEPROTECT, &mut w) {
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// `UFFDIO_POISON`: maps a poison marker over `[start, start + len)` and wakes: every
+    /// access then gets `SIGBUS` (`BUS_MCEERR_AR`, `si_addr` the address) from the kernel,
+    /// as a hardware memory error would. `ENOTSUP` where the kernel lacks it.
+    pub fn poison(&self, start: u64, len: u64) -> io::Result<()> {
+        if !self.poison {
+            return Err(io::Error::from_raw_os_error(libc::ENOTSUP));
+        }
+        loop {
+            let mut z = ZeroArg { range: Range { start, len }, mode: 0, zeropage: 0 };
+            match ioctl(self.fd.as_raw_fd(), UFFDIO_POISON, &mut z) {
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
                 r => return r,
             }
