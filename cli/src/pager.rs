@@ -8,7 +8,10 @@
 
 use crate::bench::{fio_available, fio_case, Case, Dir};
 use crate::pattern::stamp;
-use crate::setup::{activate_for_io, create_default_file, open_target, percentile, ModeArg, Rng, STOP};
+use crate::setup::{
+    activate_for_io, create_default_file, latency_histogram, open_target, record_latency, ModeArg, Rng, STOP,
+};
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::io::{BufRead, BufReader};
@@ -126,11 +129,18 @@ unsafe impl Sync for Region {}
 /// (random: every `threads`-th page in a shuffled order; sequential: a contiguous
 /// share in order), timing the first touch of each page (the fault, if any), then checks
 /// every byte against the page's current generation and writes the next one.
-fn run_phase(base: Region, pages: usize, gens: &[AtomicU32], ph: Phase, seed: u64) -> (f64, u64, Vec<u32>, u64) {
+fn run_phase(
+    base: Region,
+    pages: usize,
+    gens: &[AtomicU32],
+    ph: Phase,
+    seed: u64,
+) -> Result<(f64, u64, Histogram<u64>, u64), String> {
+    let mut all = latency_histogram()?;
     let bad = AtomicU64::new(0);
     let touches = AtomicU64::new(0);
     let start = Instant::now();
-    let lats: Vec<Vec<u32>> = std::thread::scope(|sc| {
+    let lats: Vec<Option<Histogram<u64>>> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..ph.threads)
             .map(|t| {
                 let (bad, touches) = (&bad, &touches);
@@ -142,13 +152,13 @@ fn run_phase(base: Region, pages: usize, gens: &[AtomicU32], ph: Phase, seed: u6
                         let share = pages.div_ceil(ph.threads);
                         (t * share..((t + 1) * share).min(pages)).collect()
                     };
-                    let mut rng = Rng::new(seed ^ (t as u64) << 32);
-                    let mut lat = Vec::with_capacity(mine.len() * ph.rounds as usize);
+                    let mut rng = Rng::with_seed(seed ^ (t as u64) << 32);
+                    let mut lat = latency_histogram().ok()?;
                     let mut want = vec![0u8; PAGE_SIZE];
                     for _ in 0..ph.rounds {
                         if ph.random {
                             for i in (1..mine.len()).rev() {
-                                mine.swap(i, rng.range(0, i as u64 + 1) as usize);
+                                mine.swap(i, rng.usize(0..=i));
                             }
                         }
                         for &p in &mine {
@@ -159,7 +169,7 @@ fn run_phase(base: Region, pages: usize, gens: &[AtomicU32], ph: Phase, seed: u6
                             let t0 = Instant::now();
                             // SAFETY: inside the region, page owned by this thread.
                             let first = unsafe { ptr.cast::<u64>().read_volatile() };
-                            lat.push(t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+                            record_latency(&mut lat, t0);
                             std::hint::black_box(first);
                             // SAFETY: as above; no other thread touches this page.
                             let page = unsafe { std::slice::from_raw_parts_mut(ptr, PAGE_SIZE) };
@@ -177,21 +187,22 @@ fn run_phase(base: Region, pages: usize, gens: &[AtomicU32], ph: Phase, seed: u6
                             touches.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    lat
+                    Some(lat)
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        hs.into_iter().map(|h| h.join().ok().flatten()).collect()
     });
     let secs = start.elapsed().as_secs_f64();
-    let mut all: Vec<u32> = lats.into_iter().flatten().collect();
-    all.sort_unstable();
-    (secs, touches.load(Ordering::Relaxed), all, bad.load(Ordering::Relaxed))
+    for h in lats.iter().flatten() {
+        all.add(h).map_err(|e| format!("latency histogram: {e}"))?;
+    }
+    Ok((secs, touches.load(Ordering::Relaxed), all, bad.load(Ordering::Relaxed)))
 }
 
-fn lat_us(sorted: &[u32]) -> (f64, f64, f64) {
-    let us = |ns: u32| f64::from(ns) / 1000.0;
-    (us(percentile(sorted, 50)), us(percentile(sorted, 99)), us(sorted.last().copied().unwrap_or(0)))
+/// p50, p99 and max in microseconds (1 us resolution: a touch of a resident page counts 1).
+fn lat_us(h: &Histogram<u64>) -> (f64, f64, f64) {
+    (h.value_at_quantile(0.5) as f64, h.value_at_quantile(0.99) as f64, h.max() as f64)
 }
 
 /// Final check: every page holds its last generation. Returns mismatched pages.
@@ -241,7 +252,7 @@ fn pager_side(path: &Path, a: &Args, io: IoPath, json: bool) -> Result<(Vec<Meas
             break;
         }
         let s0 = pager.stats();
-        let (secs, touches, lat, bad) = run_phase(base, pages, &gens, ph, a.seed.wrapping_add(i as u64));
+        let (secs, touches, lat, bad) = run_phase(base, pages, &gens, ph, a.seed.wrapping_add(i as u64))?;
         let (faults, pages_in, pages_out) = delta(&s0, &pager.stats());
         let (p50_us, p99_us, max_us) = lat_us(&lat);
         let m = Measured {
@@ -313,7 +324,7 @@ fn kernel_child(a: &Args, cg: &Path) -> Result<(), String> {
     let gens: Vec<AtomicU32> = (0..pages).map(|_| AtomicU32::new(0)).collect();
     for (i, ph) in phases(a).into_iter().enumerate() {
         let v0 = vmstat();
-        let (secs, touches, lat, bad) = run_phase(region, pages, &gens, ph, a.seed.wrapping_add(i as u64));
+        let (secs, touches, lat, bad) = run_phase(region, pages, &gens, ph, a.seed.wrapping_add(i as u64))?;
         let v1 = vmstat();
         let (p50_us, p99_us, max_us) = lat_us(&lat);
         let m = Measured {
@@ -371,15 +382,15 @@ fn kernel_skip_reason() -> Option<String> {
 }
 
 /// Slack above the budget for the child's own memory (binary, stacks, latency samples).
-const CHILD_SLACK: u64 = 16 << 20;
+const CHILD_SLACK: u64 = 2 << 20;
 
 fn kernel_side(a: &Args, json: bool) -> Result<(Vec<Measured>, u64), String> {
     let file = create_default_file(&a.dir, "pager-kernel", a.size + (16 << 20), true)?;
-    let cpath = CString::new(file.0.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    let cpath = CString::new(file.path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
     let mut guard = KernelGuard { swap: None, cgroup: None };
     // SAFETY: swapon with a valid C path and no flags.
     if unsafe { libc::swapon(cpath.as_ptr(), 0) } != 0 {
-        return Err(format!("swapon {}: {}", file.0.display(), std::io::Error::last_os_error()));
+        return Err(format!("swapon {}: {}", file.path.display(), std::io::Error::last_os_error()));
     }
     guard.swap = Some(cpath);
     let cg = PathBuf::from(format!("/sys/fs/cgroup/memory/swapdio-pager-{}", std::process::id()));
@@ -552,8 +563,8 @@ fn pager_cmd(a: &Args, json: bool) -> Result<bool, String> {
             load_before
         );
     }
-    let (engine, engine_final, engine_stats) = pager_side(&file.0, a, IoPath::Engine, json)?;
-    let pread = if a.no_pread { None } else { Some(pager_side(&file.0, a, IoPath::Pread, json)?) };
+    let (engine, engine_final, engine_stats) = pager_side(&file.path, a, IoPath::Engine, json)?;
+    let pread = if a.no_pread { None } else { Some(pager_side(&file.path, a, IoPath::Pread, json)?) };
     let kernel = match (a.no_kernel, kernel_skip_reason()) {
         (true, _) => None,
         (false, Some(why)) => {
@@ -566,11 +577,11 @@ fn pager_cmd(a: &Args, json: bool) -> Result<bool, String> {
     };
     let fio = if !a.no_fio && fio_available() {
         let case = Case { name: "randread QD1", dir: Dir::Read, random: true, pages: 1, qd: 1 };
-        fio_case(&file.0, file_bytes, &case, Duration::from_secs(3))
+        fio_case(&file.path, file_bytes, &case, Duration::from_secs(3))
     } else {
         None
     };
-    let snap = if a.snapshot > 0 { Some(snapshot(&file.0, a, a.snapshot)?) } else { None };
+    let snap = if a.snapshot > 0 { Some(snapshot(&file.path, a, a.snapshot)?) } else { None };
     let load_after = loadavg();
 
     // Targets, from the same run.

@@ -134,7 +134,7 @@ fn run_batch(s: &Shared, victims: &[usize], prev: &[PageState], keep: bool) {
     // 3. One plugged batch.
     let mut out: Vec<Result<(), Errno>> = vec![Ok(()); items.len()];
     if !items.is_empty() {
-        s.io.write(&items, &mut out);
+        s.io.write(s.evict_lane(), &items, &mut out);
     }
     // 4. Settle each victim under the lock: redirtied and failed pages stay.
     let c = &s.counters;

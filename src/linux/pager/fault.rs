@@ -18,6 +18,7 @@ static ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 /// resolves each fault.
 pub(super) fn handler_loop(s: &Shared, h: usize) {
     let staging = s.handler_staging + h * (s.config.readahead + 1);
+    let lane = h;
     let mut msgs = [Msg::default(); 16];
     while !s.stop.load(Ordering::Acquire) {
         let mut pfd = libc::pollfd { fd: s.uffd.raw(), events: libc::POLLIN, revents: 0 };
@@ -44,7 +45,7 @@ pub(super) fn handler_loop(s: &Shared, h: usize) {
             if m.flags & FLAG_WP != 0 {
                 wp_fault(s, page);
             } else {
-                missing_fault(s, page, m.flags & FLAG_WRITE != 0, m.ptid, staging);
+                missing_fault(s, page, m.flags & FLAG_WRITE != 0, m.ptid, (lane, staging));
             }
         }
     }
@@ -100,7 +101,7 @@ fn sigbus(s: &Shared, tid: u32, addr: u64) {
     let _ = s.uffd.wake(page, PAGE_SIZE as u64);
 }
 
-fn missing_fault(s: &Shared, page: usize, write: bool, tid: u32, staging: usize) {
+fn missing_fault(s: &Shared, page: usize, write: bool, tid: u32, io: (usize, usize)) {
     add(&s.counters.faults, 1);
     let addr = s.addr(page);
     let mut t = s.lock();
@@ -150,7 +151,7 @@ fn missing_fault(s: &Shared, page: usize, write: bool, tid: u32, staging: usize)
             if t.pages[page].state != PageState::Swapped {
                 return;
             }
-            swap_in(s, t, page, window, write, tid, staging);
+            swap_in(s, t, page, window, write, tid, io);
         }
         // Another handler is reading it: its copy wakes this thread too.
         PageState::Reading => {}
@@ -176,7 +177,7 @@ fn swap_in(
     window: usize,
     write: bool,
     tid: u32,
-    staging: usize,
+    (lane, staging): (usize, usize),
 ) {
     let mut items: Vec<Xfer> = Vec::with_capacity(window + 1);
     let mut pages: Vec<usize> = Vec::with_capacity(window + 1);
@@ -190,13 +191,13 @@ fn swap_in(
     }
     drop(t);
     let mut out = vec![Ok(()); items.len()];
-    s.io.read(&items, &mut out);
+    s.io.read(lane, &items, &mut out);
     let mut attempts = 0;
     while out[0].is_err() && attempts < s.config.read_retries {
         add(&s.counters.read_failures, 1);
         attempts += 1;
         let mut one = [Ok(())];
-        s.io.read(&items[..1], &mut one);
+        s.io.read(lane, &items[..1], &mut one);
         out[0] = one[0];
     }
     let ok = out.iter().filter(|r| r.is_ok()).count() as u64;
@@ -280,14 +281,14 @@ pub(super) fn prefetch(s: &Shared, ranges: &[std::ops::Range<usize>]) -> Result<
         }
         drop(t);
         let mut out = vec![Ok(()); items.len()];
-        s.io.read(&items, &mut out);
+        s.io.read(s.prefetch_lane(), &items, &mut out);
         for i in 0..items.len() {
             let mut attempts = 0;
             while out[i].is_err() && attempts < s.config.read_retries {
                 add(&s.counters.read_failures, 1);
                 attempts += 1;
                 let mut one = [Ok(())];
-                s.io.read(&items[i..=i], &mut one);
+                s.io.read(s.prefetch_lane(), &items[i..=i], &mut one);
                 out[i] = one[0];
             }
         }

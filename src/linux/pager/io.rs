@@ -26,10 +26,11 @@ pub(crate) struct Xfer {
 pub(crate) trait PageIo: Send + Sync {
     /// The staging memory the I/O uses.
     fn arena(&self) -> &Arena;
-    /// Reads every item (slot -> staging page); `out[i]` is its result.
-    fn read(&self, items: &[Xfer], out: &mut [Result<(), Errno>]);
-    /// Writes every item (staging page -> slot); `out[i]` is its result.
-    fn write(&self, items: &[Xfer], out: &mut [Result<(), Errno>]);
+    /// Reads every item (slot -> staging page) on `lane`; `out[i]` is its result. One
+    /// thread at a time uses a lane (each handler its own, eviction and prefetch theirs).
+    fn read(&self, lane: usize, items: &[Xfer], out: &mut [Result<(), Errno>]);
+    /// Writes every item (staging page -> slot) on `lane`; `out[i]` is its result.
+    fn write(&self, lane: usize, items: &[Xfer], out: &mut [Result<(), Errno>]);
     /// Driver counters, for the report: requests submitted and faults injected.
     fn requests(&self) -> (u64, u64);
 }
@@ -49,10 +50,6 @@ pub(crate) struct StagingPages {
     dir: Box<[AtomicU8]>,
     failed: Box<[AtomicU8]>,
     errno: Box<[AtomicU32]>,
-    /// Threads waiting for a completion (woken by every finish while non-zero).
-    waiters: std::sync::atomic::AtomicUsize,
-    lock: std::sync::Mutex<()>,
-    done: std::sync::Condvar,
 }
 
 impl StagingPages {
@@ -63,9 +60,6 @@ impl StagingPages {
             dir: v(DIR_READ),
             failed: v(0),
             errno: (0..pages).map(|_| AtomicU32::new(0)).collect(),
-            waiters: std::sync::atomic::AtomicUsize::new(0),
-            lock: std::sync::Mutex::new(()),
-            done: std::sync::Condvar::new(),
         }
     }
 
@@ -87,10 +81,6 @@ impl StagingPages {
             if self.dir[i].load(Ordering::Relaxed) == dir {
                 let failed = self.failed[i].load(Ordering::Relaxed) != 0;
                 self.state[i].store(if failed { DONE_FAILED } else { DONE_OK }, Ordering::Release);
-                if self.waiters.load(Ordering::SeqCst) > 0 {
-                    let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-                    self.done.notify_all();
-                }
             }
         }
     }
@@ -142,40 +132,63 @@ impl PageOps for StagingPages {
 
 type PagerEngine = Engine<Vec<MapEntry>, OwnedStorage, Arc<UringBackend>, StagingPages>;
 
-/// Pages through the engine and io_uring: one plug per batch; the driver's reaper
-/// completes the requests and the engine's page calls wake the waiting thread (several
-/// handler threads and the evictor wait at once, so none of them reaps for the others).
-pub(crate) struct EngineIo {
+/// One ring and engine, used by one thread at a time.
+struct Lane {
     engine: Arc<PagerEngine>,
     uring: Arc<UringBackend>,
+}
+
+/// Pages through the engine and io_uring: one plug per batch. Each lane (a handler
+/// thread, eviction, prefetch) has its own ring and engine over the same swap map and
+/// arena, so the thread that submits a batch reaps its completions itself
+/// ([`crate::linux::uring::Foreground`], the kernel's polled swap-in) with no hand-off
+/// to a reaper thread and back.
+pub(crate) struct EngineIo {
+    lanes: Vec<Lane>,
     arena: Arc<Arena>,
 }
 
 impl EngineIo {
     pub(crate) fn new(
         map: SwapMap<Vec<MapEntry>>,
-        target: Target,
+        target: &Target,
         arena: Arc<Arena>,
         faults: DriverConfig,
+        lanes: usize,
     ) -> io::Result<EngineIo> {
-        let storage = StorageConfig { pool: 256, sync: 4, splits: 8 };
+        let storage = StorageConfig { pool: 64, sync: 4, splits: 8 };
         let config = DriverConfig { requests: storage.pool + storage.sync, ..faults };
-        let uring = Arc::new(UringBackend::new(target, arena.clone(), config)?);
-        let pages = StagingPages::new(arena.pages());
-        let engine = Engine::new(map, OwnedStorage::new(storage), uring.clone(), pages)
-            .map_err(|e| io::Error::other(format!("engine setup: {e}")))?;
-        let engine = Arc::new(engine);
-        uring.connect(&engine);
-        Ok(EngineIo { engine, uring, arena })
+        let mut out = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            let target = match target {
+                Target::File { path, .. } => Target::file(path)?,
+                Target::Device { path, fence, .. } => Target::device(path, fence.clone())?,
+            };
+            let uring = Arc::new(UringBackend::new(target, arena.clone(), config)?);
+            let lane_map =
+                SwapMap::new(map.entries().to_vec(), map.mode()).map_err(|e| io::Error::other(e.to_string()))?;
+            let pages = StagingPages::new(arena.pages());
+            let engine = Engine::new(lane_map, OwnedStorage::new(storage), uring.clone(), pages)
+                .map_err(|e| io::Error::other(format!("engine setup: {e}")))?;
+            let engine = Arc::new(engine);
+            uring.connect(&engine);
+            out.push(Lane { engine, uring });
+        }
+        Ok(EngineIo { lanes: out, arena })
     }
 
-    fn run(&self, items: &[Xfer], out: &mut [Result<(), Errno>], dir: u8) {
-        let pages = self.engine.page_ops();
+    fn run(&self, lane: usize, items: &[Xfer], out: &mut [Result<(), Errno>], dir: u8) {
+        let Some(lane) = self.lanes.get(lane) else {
+            out.iter_mut().for_each(|o| *o = Err(Errno::EINVAL));
+            return;
+        };
+        let pages = lane.engine.page_ops();
+        let mut fg = lane.uring.foreground();
         let mut next = 0;
         while next < items.len() {
             // Queue as many as the reserve takes, in one plug: adjacent slots share a request.
             {
-                let mut plug = self.engine.plug();
+                let mut plug = lane.engine.plug();
                 while let Some(x) = items.get(next) {
                     pages.arm(x.staging, dir);
                     let folio = Folio::small(x.staging as u64, x.slot);
@@ -202,18 +215,11 @@ impl EngineIo {
                     .enumerate()
                     .filter(|(i, _)| out[*i].is_ok())
                     .any(|(_, x)| pages.result(x.staging).is_none());
-                if !pending || (next < items.len() && waits > 0 && self.engine.pool_free() > 0) {
+                if !pending || (next < items.len() && waits > 0 && lane.engine.pool_free() > 0) {
                     break;
                 }
-                pages.waiters.fetch_add(1, Ordering::SeqCst);
-                let g = pages.lock.lock().unwrap_or_else(|e| e.into_inner());
-                // Re-checked under the lock: a finish after the check above notifies it.
-                let still =
-                    items[..next].iter().enumerate().any(|(i, x)| out[i].is_ok() && pages.result(x.staging).is_none());
-                if still {
-                    let _ = pages.done.wait_timeout(g, Duration::from_millis(2));
-                }
-                pages.waiters.fetch_sub(1, Ordering::SeqCst);
+                // This thread is the lane's only user: it reaps its own completions.
+                fg.wait(Duration::from_millis(5));
                 waits += 1;
             }
         }
@@ -229,15 +235,14 @@ impl PageIo for EngineIo {
     fn arena(&self) -> &Arena {
         &self.arena
     }
-    fn read(&self, items: &[Xfer], out: &mut [Result<(), Errno>]) {
-        self.run(items, out, DIR_READ);
+    fn read(&self, lane: usize, items: &[Xfer], out: &mut [Result<(), Errno>]) {
+        self.run(lane, items, out, DIR_READ);
     }
-    fn write(&self, items: &[Xfer], out: &mut [Result<(), Errno>]) {
-        self.run(items, out, DIR_WRITE);
+    fn write(&self, lane: usize, items: &[Xfer], out: &mut [Result<(), Errno>]) {
+        self.run(lane, items, out, DIR_WRITE);
     }
     fn requests(&self) -> (u64, u64) {
-        let s = self.uring.stats();
-        (s.submitted, s.injected)
+        self.lanes.iter().map(|l| l.uring.stats()).fold((0, 0), |a, s| (a.0 + s.submitted, a.1 + s.injected))
     }
 }
 
@@ -293,12 +298,12 @@ impl PageIo for PreadIo {
     fn arena(&self) -> &Arena {
         &self.arena
     }
-    fn read(&self, items: &[Xfer], out: &mut [Result<(), Errno>]) {
+    fn read(&self, _lane: usize, items: &[Xfer], out: &mut [Result<(), Errno>]) {
         for (x, o) in items.iter().zip(out.iter_mut()) {
             *o = self.one(*x, false);
         }
     }
-    fn write(&self, items: &[Xfer], out: &mut [Result<(), Errno>]) {
+    fn write(&self, _lane: usize, items: &[Xfer], out: &mut [Result<(), Errno>]) {
         for (x, o) in items.iter().zip(out.iter_mut()) {
             *o = self.one(*x, true);
         }

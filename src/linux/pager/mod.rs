@@ -293,6 +293,16 @@ impl Shared {
         self.base + (page * PAGE_SIZE) as u64
     }
 
+    /// The I/O lane of eviction (after the handlers' lanes).
+    fn evict_lane(&self) -> usize {
+        self.config.handlers
+    }
+
+    /// The I/O lane of prefetch.
+    fn prefetch_lane(&self) -> usize {
+        self.config.handlers + 1
+    }
+
     fn slot(page: usize) -> u64 {
         page as u64 + 1
     }
@@ -346,7 +356,9 @@ impl Pager {
                 driver.faults = c.faults;
                 driver.fault_reads = c.fault_reads;
                 driver.fault_writes = c.fault_writes;
-                Box::new(EngineIo::new(map, target, arena, driver).map_err(PagerError::Setup)?)
+                // A lane per handler, one for eviction, one for prefetch.
+                let lanes = c.handlers + 2;
+                Box::new(EngineIo::new(map, &target, arena, driver, lanes).map_err(PagerError::Setup)?)
             }
             IoPath::Pread => Box::new(PreadIo::new(map, target, arena)),
         };
