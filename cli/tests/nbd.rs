@@ -81,7 +81,7 @@ fn stress_on_nbdkit_memory_has_no_mismatch_with_and_without_faults() {
 }
 
 #[test]
-fn stress_on_qemu_nbd_survives_a_server_kill_and_restart_with_faults() {
+fn stress_on_qemu_nbd_is_clean_and_survives_a_server_kill_and_restart_with_faults() {
     if !have("qemu-nbd") {
         return;
     }
@@ -89,6 +89,10 @@ fn stress_on_qemu_nbd_survives_a_server_kill_and_restart_with_faults() {
     let mut server = Server::qemu_nbd_tcp(&dir.0, 64 << 20);
     let uri = server.uri.to_string();
     assert!(swapdio(&["mkswap", &uri]).status.success());
+    // A plain run first: no faults, no kill.
+    let r = json(&swapdio(&["--json", "stress", "--file", &uri, "--duration", "2s", "--seed", "4"]));
+    assert_clean(&r);
+    assert_eq!(r["errors"], 0, "{r:#}");
     let child = Command::new(env!("CARGO_BIN_EXE_swapdio"))
         .args(["--json", "stress", "--file", &uri, "--duration", "6s", "--seed", "3", "--inject-faults", "0.01"])
         .stdout(std::process::Stdio::piped())
