@@ -7,6 +7,7 @@
 //! combinations that would let a swap write start a filesystem transaction.
 
 use crate::errno::Errno;
+use core::fmt;
 
 bitflags::bitflags! {
     /// What a backend can do, declared once at activation.
@@ -165,6 +166,16 @@ pub fn choose_mode(caps: BackendCaps, attrs: FileAttrs, request: ModeRequest) ->
 /// (`test_may_enter_fs`): always in file mode, and in device mode when the backend says so.
 pub const fn writes_enter_fs(mode: IoMode, caps: BackendCaps) -> bool {
     matches!(mode, IoMode::File) || caps.contains(BackendCaps::REQUIRES_NOFS)
+}
+
+/// `device` or `file`, as messages and the CLI spell the mode.
+impl fmt::Display for IoMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoMode::Device => "device",
+            IoMode::File => "file",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ pub enum EngineError {
     #[error("request storage is in use")]
     StorageInUse,
     /// The backend cannot do the I/O the map's mode needs.
-    #[error("backend lacks the capabilities for {0:?} mode")]
+    #[error("backend lacks the capabilities for {0} mode")]
     CapsMismatch(IoMode),
 }
 

@@ -7,8 +7,8 @@
 //! kernel's `SWAP_CLUSTER_MAX` batching compared with fio's 128 KiB sequential jobs.
 
 use crate::setup::{
-    activate_for_io, create_default_file, install_stop_handler, latency_histogram, make_driver, make_engine,
-    open_target, record_latency, DriverArg, ModeArg, Rng, STOP,
+    activate_for_io, counters_text, create_default_file, install_stop_handler, latency_histogram, make_driver,
+    make_engine, open_target, record_latency, show_duration, DriverArg, ModeArg, Rng, EXIT_INTERRUPTED, STOP,
 };
 use hdrhistogram::Histogram;
 use io_uring::{opcode, types, IoUring};
@@ -361,7 +361,7 @@ fn raw_case(
         }
     }
     if errors > 0 {
-        eprintln!("swapdio bench: raw loop saw {errors} failed requests in {}", case.name);
+        errln!("swapdio bench: raw loop saw {errors} failed requests in {}", case.name);
     }
     let secs = d.as_secs_f64().min(start.elapsed().as_secs_f64());
     Some(Measure::from_samples(ops, ops * u64::from(len), secs, &lat))
@@ -439,7 +439,7 @@ pub(crate) fn fio_case(path: &Path, file_size: u64, case: &Case, d: Duration) ->
         .output()
         .ok()?;
     if !out.status.success() {
-        eprintln!("swapdio bench: fio failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        errln!("swapdio bench: fio failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         return None;
     }
     fio_measure(&String::from_utf8_lossy(&out.stdout), case)
@@ -474,12 +474,13 @@ fn median(mut v: Vec<Measure>) -> Option<Measure> {
 pub fn run(args: Args, json: bool) -> ExitCode {
     install_stop_handler();
     match bench(&args, json) {
+        Ok(()) if STOP.load(Ordering::Relaxed) => ExitCode::from(EXIT_INTERRUPTED),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({"ok": false, "error": e}));
+                outln!("{}", serde_json::json!({"ok": false, "error": e}));
             } else {
-                eprintln!("swapdio bench: {e}");
+                errln!("swapdio bench: {e}");
             }
             ExitCode::from(2)
         }
@@ -513,16 +514,16 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
     let engine = make_engine(act.map, storage, driver, BenchPages { dir: AtomicU8::new(0), done: tx })?;
     let fio_name_ok = fio_filename(&path).is_some();
     if !fio_name_ok && !args.no_fio && !json {
-        eprintln!("swapdio bench: fio cannot be given {} unambiguously: fio column skipped", path.display());
+        errln!("swapdio bench: fio cannot be given {} unambiguously: fio column skipped", path.display());
     }
     let fio = !args.no_fio && fio_name_ok && fio_available();
     if !json {
-        eprintln!(
-            "swapdio bench: {} ({} MiB, {} mode), {:?} per measurement, median of {} rounds, fio {}",
+        errln!(
+            "swapdio bench: {} ({} MiB, {} mode), {} per measurement, median of {} rounds, fio {}",
             shown,
             act.layout.file_size >> 20,
             mode_name(mode),
-            args.duration,
+            show_duration(args.duration),
             args.rounds,
             if fio {
                 "on the same file"
@@ -539,7 +540,7 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
             break;
         }
         if !json {
-            eprintln!("  {} ...", case.name);
+            errln!("  {} ...", case.name);
         }
         let (mut es, mut raws, mut fios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..u64::from(args.rounds) {
@@ -592,23 +593,32 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
             "driver_stats": driver_stats,
             "lease": lease,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
     let cell = |m: Option<Measure>| match m {
         Some(m) => format!("{:>8.0} {:>7.1} {:>6.0} {:>6.0}", m.iops, m.mib_s, m.p50_us, m.p99_us),
         None => format!("{:>8} {:>7} {:>6} {:>6}", "-", "-", "-", "-"),
     };
-    println!(
+    outln!(
         "{:<32} | {:^30} | {:^30} | {:^30} | {:>6} {:>6}",
-        "case", "engine+io_uring", "raw io_uring loop", "fio (io_uring)", "e/raw", "e/fio"
+        "case",
+        "engine+io_uring",
+        "raw io_uring loop",
+        "fio (io_uring)",
+        "e/raw",
+        "e/fio"
     );
-    println!(
+    outln!(
         "{:<32} | {:>8} {:>7} {:>6} {:>6} | (same columns)                 | (same columns)                 |",
-        "", "IOPS", "MiB/s", "p50us", "p99us"
+        "",
+        "IOPS",
+        "MiB/s",
+        "p50us",
+        "p99us"
     );
     for r in &rows {
-        println!(
+        outln!(
             "{:<32} | {} | {} | {} | {:>6} {:>6}",
             r.case.name,
             cell(Some(r.engine)),
@@ -618,7 +628,7 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
             r.engine_vs_fio.map_or("-".into(), |x| format!("{x:.2}")),
         );
     }
-    println!("layout lease: {lease}; driver: {driver_stats:?}");
+    outln!("layout lease: {lease}; driver: {}", counters_text(&driver_stats));
     Ok(())
 }
 

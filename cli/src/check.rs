@@ -40,7 +40,7 @@ pub struct Args {
     pub all_extents: bool,
 }
 
-fn verdict_text(v: &Verdict) -> String {
+pub(crate) fn verdict_text(v: &Verdict) -> String {
     match v {
         Verdict::Usable(r) => format!(
             "USABLE: {} KiB ({} pages) in {} mode; {} extent(s), span {} pages (pages {}..={})",
@@ -53,7 +53,7 @@ fn verdict_text(v: &Verdict) -> String {
             r.highest_page
         ),
         Verdict::Refused(r) => {
-            let mut s = format!("REFUSED: {} ({})", r.reason, r.errno);
+            let mut s = format!("REFUSED: {}, {}", r.reason, r.errno);
             if let Some(i) = r.extent {
                 s += &format!(" at extent {i}");
             }
@@ -66,10 +66,10 @@ fn verdict_text(v: &Verdict) -> String {
 }
 
 fn print_text(rep: &CheckReport, all_extents: bool) {
-    println!("{}", rep.path.display());
+    outln!("{}", rep.path.display());
     if let Some(l) = &rep.layout {
         let (ma, mi) = dev_major_minor(l.device);
-        println!(
+        outln!(
             "  {} (block size {}), device {ma}:{mi}{}, size {} bytes, allocated {} bytes, attributes [{}]",
             l.fs,
             l.block_size,
@@ -79,13 +79,13 @@ fn print_text(rep: &CheckReport, all_extents: bool) {
             l.attrs.iter_names().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
         );
         if !l.extent_map {
-            println!("  no FIEMAP extent map: layout is opaque (file mode only)");
+            outln!("  no FIEMAP extent map: layout is opaque (file mode only)");
         } else {
             let span = l.physical_span().map(|(a, b)| format!(", physical bytes {a}..{b}")).unwrap_or_default();
-            println!("  {} FIEMAP extent(s){span}", l.extents.len());
+            outln!("  {} FIEMAP extent(s){span}", l.extents.len());
             let shown = if all_extents { l.extents.len() } else { EXTENTS_SHOWN.min(l.extents.len()) };
             for (i, e) in l.extents.iter().take(shown).enumerate() {
-                println!(
+                outln!(
                     "    #{i:<4} logical {:>12}  physical {:>14}  length {:>12}  {}",
                     e.logical,
                     e.physical,
@@ -94,22 +94,22 @@ fn print_text(rep: &CheckReport, all_extents: bool) {
                 );
             }
             if shown < l.extents.len() {
-                println!("    ... {} more (--all-extents)", l.extents.len() - shown);
+                outln!("    ... {} more (--all-extents)", l.extents.len() - shown);
             }
         }
     }
     if let Some(h) = &rep.header {
-        println!(
+        outln!(
             "  header: SWAPSPACE2 version {}, last_page {}{}",
             h.version,
             h.last_page,
             if h.byte_swapped { " (byte-swapped)" } else { "" }
         );
     }
-    println!("  kernel swapon (dry run): {}", verdict_text(&rep.kernel));
+    outln!("  kernel swapon (dry run): {}", verdict_text(&rep.kernel));
     if let Verdict::Usable(r) = &rep.kernel {
         let l = r.lost;
-        println!(
+        outln!(
             "    bytes lost: {} total = {} misaligned + {} too-short runs + {} beyond header + {} file tail",
             l.total(),
             l.misaligned,
@@ -118,9 +118,9 @@ fn print_text(rep: &CheckReport, all_extents: bool) {
             l.file_tail
         );
     }
-    println!("  swapdio --mode {}: {}", mode_request_name(rep.mode), verdict_text(&rep.swapdio));
+    outln!("  swapdio --mode {}: {}", mode_request_name(rep.mode), verdict_text(&rep.swapdio));
     if rep.layout.as_ref().is_some_and(|l| l.fs == FsKind::Btrfs) {
-        println!("  note: on btrfs FIEMAP gives btrfs logical addresses, not device offsets: swapdio drives btrfs in file mode only");
+        outln!("  note: on btrfs FIEMAP gives btrfs logical addresses, not device offsets: swapdio drives btrfs in file mode only");
     }
 }
 
@@ -134,12 +134,12 @@ pub fn run(args: Args, json: bool) -> ExitCode {
     let rep = match crate::target::check(&args.path, mode) {
         Ok(rep) => rep,
         Err(e) => {
-            eprintln!("swapdio check: {e}");
+            errln!("swapdio check: {e}");
             return ExitCode::from(2);
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&rep.to_json()).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&rep.to_json()).unwrap_or_default());
     } else {
         print_text(&rep, args.all_extents);
     }

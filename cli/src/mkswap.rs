@@ -38,13 +38,13 @@ pub fn run(args: Args, json: bool) -> ExitCode {
         Ok(Some(uri)) => return crate::target::mkswap_nbd(&uri, args.size, json),
         Ok(None) => {}
         Err(e) => {
-            eprintln!("swapdio mkswap: {e}");
+            errln!("swapdio mkswap: {e}");
             return ExitCode::from(2);
         }
     }
     crate::setup::recover_stale(json);
     let Some(size) = args.size else {
-        eprintln!("swapdio mkswap: --size is required for a file");
+        errln!("swapdio mkswap: --size is required for a file");
         return ExitCode::from(2);
     };
     let bar = (!json && !args.quiet && size >= PROGRESS_THRESHOLD).then(|| {
@@ -68,18 +68,18 @@ pub fn run(args: Args, json: bool) -> ExitCode {
     }
     if let Err(e) = res {
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"path": args.path.display().to_string(), "created": false, "error": e.to_string(), "errno": e.errno().0})
             );
         } else {
-            eprintln!("swapdio mkswap: {e}");
+            errln!("swapdio mkswap: {e}");
         }
         return ExitCode::from(1);
     }
     let report = check(&args.path, ModeRequest::Auto);
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"path": args.path.display().to_string(), "created": true, "size": size, "check": report.to_json()})
         );
@@ -89,16 +89,16 @@ pub fn run(args: Args, json: bool) -> ExitCode {
             m.file_type().is_block_device()
         });
         if device {
-            println!("wrote a swap header on {} ({} bytes, {} pages)", args.path.display(), size, size / 4096);
+            outln!("wrote a swap header on {} ({} bytes, {} pages)", args.path.display(), size, size / 4096);
         } else {
-            println!("created {} ({} bytes, {} pages, mode 0600)", args.path.display(), size, size / 4096);
+            outln!("created {} ({} bytes, {} pages, mode 0600)", args.path.display(), size, size / 4096);
         }
         match report.kernel.usable_kib() {
-            Some(kib) => println!("swapon would accept it: {kib} KiB usable"),
-            None => println!("warning: swapon would still refuse it: {:?}", report.kernel),
+            Some(kib) => outln!("swapon would accept it: {kib} KiB usable"),
+            None => outln!("warning: swapon would still refuse it: {}", crate::check::verdict_text(&report.kernel)),
         }
         if let swapdio::linux::check::Verdict::Usable(r) = &report.swapdio {
-            println!("swapdio would drive it in {} mode", mode_name(r.mode));
+            outln!("swapdio would drive it in {} mode", mode_name(r.mode));
         }
     }
     if report.kernel.is_usable() {

@@ -15,6 +15,7 @@ use swapdio::fault::FaultConfig;
 use swapdio::linux::check::mode_name;
 use swapdio::linux::direct::{Arena, DriverStats, Target};
 use swapdio::linux::guard::{process_alive, recover_stale_immutable, SwapFileGuard};
+use swapdio::linux::io_text;
 use swapdio::linux::layout::{probe, read_header, FileLayout};
 use swapdio::linux::lease::LayoutLease;
 use swapdio::linux::mkswap::create_anonymous_swap_file;
@@ -171,7 +172,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub fn install_stop_handler() {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&STOP)) {
-            eprintln!("swapdio: cannot handle signal {sig}: {e}");
+            errln!("swapdio: cannot handle signal {sig}: {e}");
         }
     }
 }
@@ -210,7 +211,7 @@ fn remove_stale_files(dir: &Path, quiet: bool) {
             continue;
         }
         if std::fs::remove_file(&p).is_ok() && !quiet {
-            eprintln!("swapdio: removed {} left by a run that was killed (pid {pid})", p.display());
+            errln!("swapdio: removed {} left by a run that was killed (pid {pid})", p.display());
         }
     }
 }
@@ -220,7 +221,7 @@ fn remove_stale_files(dir: &Path, quiet: bool) {
 pub fn recover_stale(quiet: bool) {
     for p in recover_stale_immutable() {
         if !quiet {
-            eprintln!("swapdio: restored the inode flags of {} (left immutable by a run that was killed)", p.display());
+            errln!("swapdio: restored the inode flags of {} (left immutable by a run that was killed)", p.display());
         }
     }
 }
@@ -277,7 +278,7 @@ fn activate_file(path: &Path, mode: ModeRequest, guard: SwapFileGuard) -> Result
     }
     let header = read_header(path).map_err(|e| format!("swapon: {e}"))?;
     let (map, report) = activate_owned(&layout.activation_request(&header, mode))
-        .map_err(|e| format!("{}: {e} (errno {})", path.display(), e.errno().0))?;
+        .map_err(|e| format!("{}: {e}, {}", path.display(), e.errno()))?;
     let lease = Lease::File(LayoutLease::new(&layout, report.mode));
     Ok(Activated { layout, map, report, lease, guard: Some(guard), nbd: None })
 }
@@ -288,7 +289,7 @@ pub fn open_target(act: &Activated) -> Result<Target, String> {
         IoMode::Device => Target::device_for(&act.layout, act.map.entries()),
         IoMode::File => Target::file(&act.layout.path),
     }
-    .map_err(|e| format!("cannot open the {} mode target: {e}", mode_name(act.report.mode)))
+    .map_err(|e| format!("cannot open the {} mode target: {}", mode_name(act.report.mode), io_text(&e)))
 }
 
 /// Activates `path` in `mode` under the swap-file guard: first an exclusive lock
@@ -319,7 +320,7 @@ pub fn activate_for_io(path: &Path, mode: ModeArg, quiet: bool) -> Result<Activa
         }
         Err(e) if mode == ModeArg::Auto => {
             if !quiet {
-                eprintln!("swapdio: {e}; using file mode (pass --mode device to insist)");
+                errln!("swapdio: {e}; using file mode (pass --mode device to insist)");
             }
             let guard = act.guard.take().ok_or("no swap-file guard")?;
             activate_file(path, ModeRequest::File, guard)
@@ -348,9 +349,10 @@ pub fn make_driver(
             Ok(u) => return Ok(Driver::Uring(Arc::new(u))),
             Err(e) => {
                 if !quiet {
-                    eprintln!(
-                        "swapdio: io_uring is unavailable ({e}); falling back to the pread driver \
-                         (check kernel.io_uring_disabled, seccomp, or pass --driver pread)"
+                    errln!(
+                        "swapdio: io_uring is unavailable ({}); falling back to the pread driver \
+                         (check kernel.io_uring_disabled, seccomp, or pass --driver pread)",
+                        io_text(&e)
                     );
                 }
             }
@@ -438,4 +440,21 @@ pub fn latency_histogram() -> Result<Histogram<u64>, String> {
 pub fn record_latency(h: &mut Histogram<u64>, start: std::time::Instant) {
     let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     h.saturating_record(us.clamp(1, h.high()));
+}
+
+/// Counters as users read them: `completed 12, submitted 12` (zero counters left out),
+/// instead of Rust's `Debug` form.
+pub fn counters_text<T: serde::Serialize>(counters: &T) -> String {
+    let Ok(serde_json::Value::Object(m)) = serde_json::to_value(counters) else { return String::new() };
+    let mut parts = Vec::new();
+    for (k, v) in &m {
+        if v.as_u64() != Some(0) {
+            parts.push(format!("{} {v}", k.replace('_', " ")));
+        }
+    }
+    if parts.is_empty() {
+        "all counters 0".into()
+    } else {
+        parts.join(", ")
+    }
 }

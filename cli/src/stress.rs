@@ -827,9 +827,9 @@ pub fn run(args: Args, json: bool) -> ExitCode {
         }
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({"ok": false, "error": e}));
+                outln!("{}", serde_json::json!({"ok": false, "error": e}));
             } else {
-                eprintln!("swapdio stress: {e}");
+                errln!("swapdio stress: {e}");
             }
             ExitCode::from(2)
         }
@@ -871,7 +871,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     let mode = act.report.mode;
     let engine = make_engine(act.map, storage, driver, StressPages::new(arena_pages, tx))?;
     if !json {
-        eprintln!(
+        errln!(
             "swapdio stress: {} ({} usable pages, {} extent(s)), {} mode, {} driver, QD {}, {}, seed {}{}",
             shown,
             act.report.usable_pages,
@@ -1087,31 +1087,35 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
 
 fn print_report(r: &Report, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
         return;
     }
-    println!(
+    outln!(
         "swapdio stress: {} mode, {} driver, QD {}, {:.1} s, seed {}",
-        r.mode, r.driver, r.queue_depth, r.duration_s, r.seed
+        r.mode,
+        r.driver,
+        r.queue_depth,
+        r.duration_s,
+        r.seed
     );
-    println!(
+    outln!(
         "  swap file       {} ({} usable pages, {} extent(s){})",
         r.file,
         r.usable_pages,
         r.extents,
         if r.created { ", removed" } else { "" }
     );
-    println!(
-        "  swap-out        {} pages, {:.0} pages/s ({:.1} MiB/s)",
-        r.pages_out, r.pages_out_per_s, r.mib_out_per_s
-    );
-    println!("  swap-in         {} pages, {:.0} pages/s ({:.1} MiB/s)", r.pages_in, r.pages_in_per_s, r.mib_in_per_s);
-    println!(
+    outln!("  swap-out        {} pages, {:.0} pages/s ({:.1} MiB/s)", r.pages_out, r.pages_out_per_s, r.mib_out_per_s);
+    outln!("  swap-in         {} pages, {:.0} pages/s ({:.1} MiB/s)", r.pages_in, r.pages_in_per_s, r.mib_in_per_s);
+    outln!(
         "  latency         p50 {} us, p99 {} us, max {} us ({} requests; per request, submission to last page done)",
-        r.latency_us_p50, r.latency_us_p99, r.latency_us_max, r.latency_samples
+        r.latency_us_p50,
+        r.latency_us_p99,
+        r.latency_us_max,
+        r.latency_samples
     );
     if r.inject_faults_ppm > 0 {
-        println!(
+        outln!(
             "  faults          {} injected ({} ppm): {} failed writes rewritten ({} rewrites), {} failed reads, {} resubmitted short",
             r.driver_stats.injected,
             r.inject_faults_ppm,
@@ -1121,36 +1125,42 @@ fn print_report(r: &Report, json: bool) {
             r.driver_stats.resubmitted
         );
     }
-    println!(
+    outln!(
         "  errors          {} (write failures {}, read failures {}, submit errors {})",
-        r.errors, r.counts.write_failures, r.counts.read_failures, r.counts.submit_errors
+        r.errors,
+        r.counts.write_failures,
+        r.counts.read_failures,
+        r.counts.submit_errors
     );
-    println!(
+    outln!(
         "  verified        {} of {} written slots read back intact at the end; lost {}, could not verify {}",
-        r.verified_pages, r.slots_written, r.lost_pages, r.unverified_pages
+        r.verified_pages,
+        r.slots_written,
+        r.lost_pages,
+        r.unverified_pages
     );
     if r.unwritten_dirty_pages > 0 {
-        println!(
+        outln!(
             "  not written     {} dirty pages could not be written back (every rewrite failed); they were never on disk",
             r.unwritten_dirty_pages
         );
     }
     if r.end_phase_timed_out {
-        println!("  end phase       write-back and read-back stopped at their deadline");
+        outln!("  end phase       write-back and read-back stopped at their deadline");
     }
-    println!("  page rules      {} violations, {} pins leaked", r.page_rule_violations, r.pins_leaked);
-    println!("  layout lease    {}", r.lease);
+    outln!("  page rules      {} violations, {} pins leaked", r.page_rule_violations, r.pins_leaked);
+    outln!("  layout lease    {}", r.lease);
     if let Some(n) = &r.nbd {
-        println!("{}", crate::target::nbd_stats_line(n));
+        outln!("{}", crate::target::nbd_stats_line(n));
     }
-    println!("  mismatches      {}", r.mismatches);
+    outln!("  mismatches      {}", r.mismatches);
     for m in &r.mismatch_examples {
-        println!("    {m}");
+        outln!("    {m}");
     }
     if r.interrupted {
-        println!("  interrupted     stopped by a signal before the end; the final read-back was cut short or skipped");
+        outln!("  interrupted     stopped by a signal before the end; the final read-back was cut short or skipped");
     }
-    println!(
+    outln!(
         "{} (exit status {})",
         match r.outcome {
             Outcome::Ok => "OK",

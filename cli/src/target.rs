@@ -53,7 +53,13 @@ impl Lease {
                 let now = nbd::NbdClient::connect(uri).map_err(|e| format!("{uri}: {e}"))?;
                 let now = *now.export();
                 if now.size != before.size || now.read_only() != before.read_only() {
-                    return Err(format!("{uri}: export changed: {before:?} -> {now:?}"));
+                    return Err(format!(
+                        "{uri}: export changed: size {} -> {}, read-only {} -> {}",
+                        before.size,
+                        now.size,
+                        before.read_only(),
+                        now.read_only()
+                    ));
                 }
                 Ok(())
             }
@@ -70,7 +76,7 @@ pub fn activate_nbd(uri: &NbdUri, mode: ModeArg, quiet: bool) -> Result<Activate
     }
     let act = nbd::activate(uri, ModeRequest::Device).map_err(|e| match e {
         nbd::ActivateError::Refused(r) => {
-            format!("{uri}: {r} (errno {}; is there a swap header? run `swapdio mkswap {uri}`)", r.errno().0)
+            format!("{uri}: {r}, {}; is there a swap header? run `swapdio mkswap {uri}`", r.errno())
         }
         e => format!("{uri}: {e}"),
     })?;
@@ -92,12 +98,12 @@ pub fn prepare_process(quiet: bool) {
         return;
     }
     if let Err(e) = flusher {
-        eprintln!(
+        errln!(
             "swapdio: PR_SET_IO_FLUSHER refused ({e}): needs CAP_SYS_RESOURCE; fine for a test run, not for real swap"
         );
     }
     if let Err(e) = locked {
-        eprintln!("swapdio: mlockall refused ({e}): raise RLIMIT_MEMLOCK for real swap use");
+        errln!("swapdio: mlockall refused ({e}): raise RLIMIT_MEMLOCK for real swap use");
     }
 }
 
@@ -158,15 +164,15 @@ pub fn mkswap_nbd(uri: &NbdUri, size: Option<u64>, json: bool) -> ExitCode {
     match written {
         Ok(h) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"path": uri.to_string(), "created": true, "pages": h.last_page + 1, "check": report.to_json()})
                 );
             } else {
-                println!("wrote a swap header to {uri} ({} pages)", h.last_page + 1);
+                outln!("wrote a swap header to {uri} ({} pages)", h.last_page + 1);
                 match report.kernel.usable_kib() {
-                    Some(kib) => println!("swapon would accept it as a block device: {kib} KiB usable"),
-                    None => println!("warning: still refused: {:?}", report.kernel),
+                    Some(kib) => outln!("swapon would accept it as a block device: {kib} KiB usable"),
+                    None => outln!("warning: still refused: {}", crate::check::verdict_text(&report.kernel)),
                 }
             }
             if report.kernel.is_usable() {
@@ -177,9 +183,9 @@ pub fn mkswap_nbd(uri: &NbdUri, size: Option<u64>, json: bool) -> ExitCode {
         }
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({"path": uri.to_string(), "created": false, "error": e.to_string()}));
+                outln!("{}", serde_json::json!({"path": uri.to_string(), "created": false, "error": e.to_string()}));
             } else {
-                eprintln!("swapdio mkswap: {uri}: {e}");
+                errln!("swapdio mkswap: {uri}: {e}");
             }
             ExitCode::from(1)
         }

@@ -86,7 +86,7 @@ impl std::fmt::Display for FsKind {
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     /// A system call failed.
-    #[error("{}: {op}: {source}", path.display())]
+    #[error("{}: {op}: {}", path.display(), super::io_text(source))]
     Io {
         /// What was being done ("open", "fsync", "FIEMAP", ...).
         op: &'static str,

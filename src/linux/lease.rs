@@ -48,12 +48,22 @@ pub enum LayoutChange {
 impl std::fmt::Display for LayoutChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ext = |e: &Option<ExtentReport>| match e {
-            Some(e) => format!("logical {}+{} at physical {} flags {:?}", e.logical, e.length, e.physical, e.flags),
+            Some(e) => format!(
+                "logical {}+{} at physical {} flags [{}]",
+                e.logical,
+                e.length,
+                e.physical,
+                super::check::flag_names(e.flags).join("|")
+            ),
             None => "nothing".into(),
         };
         match self {
             LayoutChange::Replaced { before, after } => {
-                write!(f, "file replaced: (dev, ino) {before:?} is now {after:?}")
+                write!(
+                    f,
+                    "file replaced: device {} inode {} is now device {} inode {}",
+                    before.0, before.1, after.0, after.1
+                )
             }
             LayoutChange::Size { before, after } => write!(f, "file size changed from {before} to {after}"),
             LayoutChange::Extent { index, before, after } => {
@@ -68,7 +78,7 @@ impl std::fmt::Display for LayoutChange {
 pub enum LeaseError {
     /// The layout changed while the file was active: I/O may have gone to blocks that no
     /// longer belong to the file.
-    #[error("{}: swap file layout changed while active ({mode:?} mode): {change}", path.display())]
+    #[error("{}: swap file layout changed while active ({mode} mode): {change}", path.display())]
     Changed {
         /// The file.
         path: PathBuf,

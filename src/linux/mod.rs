@@ -15,3 +15,13 @@ pub mod nbd;
 pub mod pager;
 pub mod pread;
 pub mod uring;
+
+/// An OS error spelled the way every swapdio message spells an errno, the `Errno`
+/// `Display`: `No such file or directory, ENOENT (errno 2)` rather than std's
+/// `(os error 2)`. Errors without an OS code print as std prints them.
+pub fn io_text(e: &std::io::Error) -> String {
+    let Some(code) = e.raw_os_error() else { return e.to_string() };
+    let shown = e.to_string();
+    let text = shown.strip_suffix(&format!(" (os error {code})")).unwrap_or(&shown);
+    format!("{text}, {}", crate::Errno(code))
+}

@@ -7,7 +7,7 @@
 //! `NBD_FLAG_CAN_MULTI_CONN`, also on `NbdConfig::connections` connections.
 
 use super::{engine_case, median, BenchEngine, BenchPages, Case, Dir, Measure};
-use crate::setup::{activate_for_io, make_engine, Driver, STOP};
+use crate::setup::{activate_for_io, counters_text, make_engine, show_duration, Driver, STOP};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{channel, Receiver};
@@ -45,7 +45,7 @@ fn fio_nbd_case(uri: &NbdUri, size: u64, case: &Case, d: Duration) -> Option<Mea
         .output()
         .ok()?;
     if !out.status.success() {
-        eprintln!("swapdio bench: fio (nbd engine) failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        errln!("swapdio bench: fio (nbd engine) failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         return None;
     }
     super::fio_measure(&String::from_utf8_lossy(&out.stdout), case)
@@ -92,13 +92,13 @@ pub fn bench(args: &super::Args, json: bool, uri: &NbdUri, cases: &[&'static Cas
     let fio = !args.no_fio && super::fio_available();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     if !json {
-        eprintln!(
-            "swapdio bench: {uri} ({} MiB export, multi-conn {}, structured replies {}), {:?} per measurement, \
+        errln!(
+            "swapdio bench: {uri} ({} MiB export, multi-conn {}, structured replies {}), {} per measurement, \
              median of {} rounds, baseline fio nbd engine {}; load average {}",
             size >> 20,
             if multi.is_some() { "allowed: also measured on 4 connections" } else { "not allowed" },
             if one.nbd.export().structured { "on" } else { "off" },
-            args.duration,
+            show_duration(args.duration),
             args.rounds,
             if fio { "on the same export" } else { "skipped (no fio)" },
             load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
@@ -110,7 +110,7 @@ pub fn bench(args: &super::Args, json: bool, uri: &NbdUri, cases: &[&'static Cas
             break;
         }
         if !json {
-            eprintln!("  {} ...", case.name);
+            errln!("  {} ...", case.name);
         }
         let (mut es, mut ms, mut fios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..u64::from(args.rounds) {
@@ -149,23 +149,31 @@ pub fn bench(args: &super::Args, json: bool, uri: &NbdUri, cases: &[&'static Cas
             "rows": rows,
             "drivers": driver_stats.iter().map(|(c, d, n)| serde_json::json!({"connections": c, "driver_stats": d, "nbd_stats": n})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
     let cell = |m: Option<Measure>| match m {
         Some(m) => format!("{:>8.0} {:>7.1} {:>6.0} {:>6.0}", m.iops, m.mib_s, m.p50_us, m.p99_us),
         None => format!("{:>8} {:>7} {:>6} {:>6}", "-", "-", "-", "-"),
     };
-    println!(
+    outln!(
         "{:<32} | {:^30} | {:^30} | {:^30} | {:>6}",
-        "case", "engine+nbd, 1 connection", "fio nbd engine, 1 connection", "engine+nbd, 4 connections", "e/fio"
+        "case",
+        "engine+nbd, 1 connection",
+        "fio nbd engine, 1 connection",
+        "engine+nbd, 4 connections",
+        "e/fio"
     );
-    println!(
+    outln!(
         "{:<32} | {:>8} {:>7} {:>6} {:>6} | (same columns)                 | (same columns)                 |",
-        "", "IOPS", "MiB/s", "p50us", "p99us"
+        "",
+        "IOPS",
+        "MiB/s",
+        "p50us",
+        "p99us"
     );
     for r in &rows {
-        println!(
+        outln!(
             "{:<32} | {} | {} | {} | {:>6}",
             r.case.name,
             cell(Some(r.engine)),
@@ -175,7 +183,7 @@ pub fn bench(args: &super::Args, json: bool, uri: &NbdUri, cases: &[&'static Cas
         );
     }
     for (c, d, n) in &driver_stats {
-        println!("{c} connection(s): {d:?}; {n:?}");
+        outln!("{c} connection(s): driver {}; nbd {}", counters_text(d), counters_text(n));
     }
     Ok(())
 }
