@@ -35,7 +35,7 @@ mod target;
 /// Exit statuses of every subcommand (also in the README).
 const EXIT_STATUS_HELP: &str = "Exit status:
   0    success (stress: every page written was read back intact; check: usable)
-  1    a check failed (stress: mismatch, lost page, page rule; check: not usable; mkswap: failed)
+  1    a check failed (stress: mismatch, lost page, page rule; check: not usable; mkswap: failed or refused)
   2    could not run: bad arguments (a JSON error object under --json), setup errors, file in use
   3    stress: unverified - nothing wrong found, but pages could not be written or read back
   4    stress: the swap file's layout changed during the run; writing stopped
