@@ -269,7 +269,7 @@ fn pager_side(path: &Path, a: &Args, io: IoPath, json: bool) -> Result<(Vec<Meas
             mismatches: bad,
         };
         if !json {
-            eprintln!(
+            errln!(
                 "  {:<8} {:<22} {:>6.2} s  {:>8.0} pages/s  in {:>8.0}/s  out {:>8.0}/s  p99 {:>7.0} us  mismatches {}",
                 if io == IoPath::Engine { "engine" } else { "pread" },
                 ph.name,
@@ -340,10 +340,10 @@ fn kernel_child(a: &Args, cg: &Path) -> Result<(), String> {
             max_us,
             mismatches: bad,
         };
-        println!("{}", serde_json::to_string(&m).unwrap_or_default());
+        outln!("{}", serde_json::to_string(&m).unwrap_or_default());
     }
     let bad = verify_all(region, pages, &gens);
-    println!("{}", serde_json::json!({ "final_mismatches": bad }));
+    outln!("{}", serde_json::json!({ "final_mismatches": bad }));
     Ok(())
 }
 
@@ -413,7 +413,7 @@ fn kernel_side(a: &Args, json: bool) -> Result<(Vec<Measured>, u64), String> {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Ok(m) = serde_json::from_str::<Measured>(&line) {
                 if !json {
-                    eprintln!(
+                    errln!(
                         "  {:<8} {:<22} {:>6.2} s  {:>8.0} pages/s  in {:>8.0}/s  out {:>8.0}/s  p99 {:>7.0} us  mismatches {}",
                         "kernel",
                         m.phase,
@@ -526,7 +526,7 @@ pub fn run(args: Args, json: bool) -> ExitCode {
         return match kernel_child(&args, cg) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("swapdio pager (kernel child): {e}");
+                errln!("swapdio pager (kernel child): {e}");
                 ExitCode::from(2)
             }
         };
@@ -536,9 +536,9 @@ pub fn run(args: Args, json: bool) -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({"ok": false, "error": e}));
+                outln!("{}", serde_json::json!({"ok": false, "error": e}));
             } else {
-                eprintln!("swapdio pager: {e}");
+                errln!("swapdio pager: {e}");
             }
             ExitCode::from(2)
         }
@@ -553,7 +553,7 @@ fn pager_cmd(a: &Args, json: bool) -> Result<bool, String> {
     let file_bytes = a.size.max(a.snapshot) + (4 << 20);
     let file = create_default_file(&a.dir, "pager", file_bytes, json)?;
     if !json {
-        eprintln!(
+        errln!(
             "swapdio pager: region {} MiB, budget {} MiB, {} rounds, {} threads, {} handlers; load {}",
             a.size >> 20,
             a.budget >> 20,
@@ -569,7 +569,7 @@ fn pager_cmd(a: &Args, json: bool) -> Result<bool, String> {
         (true, _) => None,
         (false, Some(why)) => {
             if !json {
-                eprintln!("  kernel swap comparison skipped: {why}");
+                errln!("  kernel swap comparison skipped: {why}");
             }
             None
         }
@@ -671,16 +671,24 @@ fn pager_cmd(a: &Args, json: bool) -> Result<bool, String> {
             "mismatches": mismatches,
             "load_before": load_before, "load_after": load_after,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(ok);
     }
-    println!(
+    outln!(
         "{:<22} | {:^44} | {:^44} | {:^44}",
-        "phase", "swapdio pager (engine+io_uring)", "pread/pwrite pager", "kernel swap (memcg)"
+        "phase",
+        "swapdio pager (engine+io_uring)",
+        "pread/pwrite pager",
+        "kernel swap (memcg)"
     );
-    println!(
+    outln!(
         "{:<22} | {:>9} {:>9} {:>8} {:>7} {:>7}  | (same columns)                               | (same columns)",
-        "", "pages/s", "in/s", "out/s", "p50us", "p99us"
+        "",
+        "pages/s",
+        "in/s",
+        "out/s",
+        "p50us",
+        "p99us"
     );
     let cell = |m: Option<Measured>| match m {
         Some(m) => format!(
@@ -694,7 +702,7 @@ fn pager_cmd(a: &Args, json: bool) -> Result<bool, String> {
         None => format!("{:>9} {:>9} {:>8} {:>7} {:>7} ", "-", "-", "-", "-", "-"),
     };
     for ph in phases(a) {
-        println!(
+        outln!(
             "{:<22} | {} | {} | {}",
             ph.name.replace('N', &a.threads.to_string()),
             cell(find(&engine, ph.name)),
@@ -703,18 +711,21 @@ fn pager_cmd(a: &Args, json: bool) -> Result<bool, String> {
         );
     }
     if let Some(f) = &fio {
-        println!("fio 4k randread QD1 on the swap file: {:.0} IOPS, p99 {:.0} us", f.iops, f.p99_us);
+        outln!("fio 4k randread QD1 on the swap file: {:.0} IOPS, p99 {:.0} us", f.iops, f.p99_us);
     }
     if let Some(s) = &snap {
-        println!(
+        outln!(
             "snapshot {} MiB: by faults {:.3} s, by bulk prefetch {:.3} s, mismatches {}",
-            s.mib, s.fault_secs, s.prefetch_secs, s.mismatches
+            s.mib,
+            s.fault_secs,
+            s.prefetch_secs,
+            s.mismatches
         );
     }
     for t in &targets {
-        println!("target {:<58} {:>7.2} (goal {}) {}", t.what, t.value, t.goal, if t.met { "met" } else { "NOT met" });
+        outln!("target {:<58} {:>7.2} (goal {}) {}", t.what, t.value, t.goal, if t.met { "met" } else { "NOT met" });
     }
-    println!(
+    outln!(
         "mismatches {mismatches}; pager: {} write failures, {} redirtied, {} requests; load {load_before} -> {load_after}",
         engine_stats.write_failures, engine_stats.redirtied, engine_stats.requests
     );
