@@ -351,6 +351,7 @@ fn kernel_child(a: &Args, cg: &Path) -> Result<(), String> {
 struct KernelGuard {
     swap: Option<CString>,
     cgroup: Option<PathBuf>,
+    file: Option<PathBuf>,
 }
 
 impl Drop for KernelGuard {
@@ -361,6 +362,9 @@ impl Drop for KernelGuard {
         }
         if let Some(cg) = self.cgroup.take() {
             let _ = std::fs::remove_dir(cg);
+        }
+        if let Some(f) = self.file.take() {
+            let _ = std::fs::remove_file(f);
         }
     }
 }
@@ -385,12 +389,14 @@ fn kernel_skip_reason() -> Option<String> {
 const CHILD_SLACK: u64 = 2 << 20;
 
 fn kernel_side(a: &Args, json: bool) -> Result<(Vec<Measured>, u64), String> {
-    let file = create_default_file(&a.dir, "pager-kernel", a.size + (16 << 20), true)?;
-    let cpath = CString::new(file.path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-    let mut guard = KernelGuard { swap: None, cgroup: None };
+    // swapon needs a name: a named file (removed by the guard), not an anonymous one.
+    let path = a.dir.join(format!("swapdio-pager-kernel-{}.swap", std::process::id()));
+    let mut guard = KernelGuard { swap: None, cgroup: None, file: Some(path.clone()) };
+    swapdio::linux::mkswap::create_swap_file(&path, a.size + (16 << 20)).map_err(|e| format!("mkswap: {e}"))?;
+    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: swapon with a valid C path and no flags.
     if unsafe { libc::swapon(cpath.as_ptr(), 0) } != 0 {
-        return Err(format!("swapon {}: {}", file.path.display(), std::io::Error::last_os_error()));
+        return Err(format!("swapon {}: {}", path.display(), std::io::Error::last_os_error()));
     }
     guard.swap = Some(cpath);
     let cg = PathBuf::from(format!("/sys/fs/cgroup/memory/swapdio-pager-{}", std::process::id()));
@@ -436,7 +442,6 @@ fn kernel_side(a: &Args, json: bool) -> Result<(Vec<Measured>, u64), String> {
         return Err(format!("the kernel-swap child failed: {status}"));
     }
     drop(guard);
-    drop(file);
     Ok((out, final_bad))
 }
 

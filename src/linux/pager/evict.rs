@@ -40,6 +40,7 @@ pub(super) fn wake_evictor(s: &Shared) {
 
 /// The background evictor (kswapd): keeps one batch of the budget free.
 pub(super) fn evictor_loop(s: &Shared) {
+    let _reap_here = s.io.hold(s.evict_lane());
     while !s.stop.load(Ordering::Acquire) {
         let t = s.lock();
         let need = t.resident + s.config.evict_batch > s.config.budget && !s.closing.load(Ordering::Acquire);

@@ -19,6 +19,7 @@ static ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 pub(super) fn handler_loop(s: &Shared, h: usize) {
     let staging = s.handler_staging + h * (s.config.readahead + 1);
     let lane = h;
+    let _reap_here = s.io.hold(lane);
     let mut msgs = [Msg::default(); 16];
     while !s.stop.load(Ordering::Acquire) {
         let mut pfd = libc::pollfd { fd: s.uffd.raw(), events: libc::POLLIN, revents: 0 };

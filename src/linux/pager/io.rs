@@ -5,7 +5,7 @@
 use crate::errno::Errno;
 use crate::iocb::{OwnedStorage, StorageConfig};
 use crate::linux::direct::{Arena, Target};
-use crate::linux::uring::{DriverConfig, UringBackend};
+use crate::linux::uring::{DriverConfig, Foreground, UringBackend};
 use crate::map::{MapEntry, SwapMap};
 use crate::page::{Folio, FolioId, FsContext, PageOps, SwapEvent};
 use crate::{Engine, SwapError, PAGE_SIZE};
@@ -33,6 +33,9 @@ pub(crate) trait PageIo: Send + Sync {
     fn write(&self, lane: usize, items: &[Xfer], out: &mut [Result<(), Errno>]);
     /// Driver counters, for the report: requests submitted and faults injected.
     fn requests(&self) -> (u64, u64);
+    /// Keeps `lane`'s reaper standing aside while the result is held: the lane's user
+    /// thread reaps every completion itself (held for a handler's or the evictor's life).
+    fn hold(&self, lane: usize) -> Option<Foreground<'_>>;
 }
 
 const PENDING: u8 = 0;
@@ -219,7 +222,7 @@ impl EngineIo {
                     break;
                 }
                 // This thread is the lane's only user: it reaps its own completions.
-                fg.wait(Duration::from_millis(5));
+                fg.wait(Duration::from_millis(1));
                 waits += 1;
             }
         }
@@ -240,6 +243,9 @@ impl PageIo for EngineIo {
     }
     fn write(&self, lane: usize, items: &[Xfer], out: &mut [Result<(), Errno>]) {
         self.run(lane, items, out, DIR_WRITE);
+    }
+    fn hold(&self, lane: usize) -> Option<Foreground<'_>> {
+        self.lanes.get(lane).map(|l| l.uring.foreground())
     }
     fn requests(&self) -> (u64, u64) {
         self.lanes.iter().map(|l| l.uring.stats()).fold((0, 0), |a, s| (a.0 + s.submitted, a.1 + s.injected))
@@ -310,5 +316,8 @@ impl PageIo for PreadIo {
     }
     fn requests(&self) -> (u64, u64) {
         (self.calls.load(Ordering::Relaxed), 0)
+    }
+    fn hold(&self, _lane: usize) -> Option<Foreground<'_>> {
+        None
     }
 }
