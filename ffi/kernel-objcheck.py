@@ -268,7 +268,7 @@ def check(args):
         report = {}
     for name in sorted(report):
         total, cb, path = report[name]
-        via = f"{cb:5d} B via {' > '.join(short_name(p) for p in path[1:])}" if cb else "    - (no callback)"
+        via = f"{cb:5d} B via {' > '.join(short_name(p) for p in path[1:]) or 'an indirect call'}" if cb else "    - (no callback)"
         lines.append(f"  {name:22s} {total:5d} B | {via}")
         if cb is not None and cb > args.budget_callback:
             failures.append(f"stack: {name} reaches a callback at {cb} B > budget {args.budget_callback} B")

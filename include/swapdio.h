@@ -793,6 +793,12 @@ typedef struct swapdio_storage_config {
    * Trackers of large folios split across extents.
    */
   size_t splits;
+  /**
+   * Bytes of private backend space per request (`swapdio_io.backend_data`), so an
+   * async backend keeps its per-request state without allocating in the reclaim path;
+   * 0 for none.
+   */
+  size_t backend_data;
 } swapdio_storage_config;
 
 /**
@@ -814,8 +820,11 @@ typedef struct swapdio_segment {
 } swapdio_segment;
 
 /**
- * A request as the backend's `submit` sees it. Valid only during the call: keep `id`
- * and copy what you need.
+ * A request as the backend's `submit` sees it. It lives in the request storage (not on
+ * the stack) and stays valid, unchanged, until `submit` has returned and the request's
+ * completion was handed to `swapdio_complete` (whichever comes last): an async backend
+ * may keep pointers into it (the segments, `backend_data`) instead of copying, and must
+ * not touch it after calling `swapdio_complete` once `submit` has returned.
  */
 typedef struct swapdio_io {
   /**
@@ -850,6 +859,12 @@ typedef struct swapdio_io {
    * The bvecs, in position order.
    */
   struct swapdio_segment segments[SWAPDIO_MAX_SEGMENTS];
+  /**
+   * `swapdio_storage_config.backend_data` bytes of private space for this request
+   * (its bio or kiocb state), 16-byte aligned, valid as long as the request; NULL if
+   * the storage was sized with 0. Never touched by the library.
+   */
+  void *backend_data;
 } swapdio_io;
 
 /**

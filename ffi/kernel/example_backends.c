@@ -9,7 +9,9 @@
  *
  * File mode, in the style of ->swap_rw: one IOCB_DIRECT kiocb per request on the swap
  * file, ki_complete calls swapdio_complete() (from the filesystem's completion
- * workqueue for writes, from the bio completion for reads).
+ * workqueue for writes, from the bio completion for reads). The kiocb and its bvecs
+ * live in the request's private space in the engine's storage (io->backend_data): no
+ * allocation at all on the I/O path.
  *
  * Both can inject a write failure, a short transfer, a completion deferred to a
  * workqueue, and a submit that waits for its own completion (the completion races
@@ -31,7 +33,7 @@ enum { EX_SUBMITTING, EX_SUBMITTED, EX_COMPLETED };
  * @id: the engine's request id, for swapdio_complete().
  * @len: bytes of the request.
  * @state: EX_SUBMITTING until submit returns; a completion that finds it there raced.
- * @refs: submit and completion each hold one; the last frees the request.
+ * @refs: device mode: submit and completion each hold one; the last puts the bio.
  * @fail: complete with -EIO (injected write failure).
  * @short_by: complete this many bytes short (injected short transfer).
  * @defer: complete from a workqueue.
@@ -82,31 +84,30 @@ static void ex_req_init(struct ex_area *a, struct ex_req *r,
 	r->waiter = NULL;
 }
 
-static void ex_req_free(struct ex_req *r)
+/*
+ * Device mode: the bio is ours, freed by the last of submit and completion. File mode:
+ * the request lives in the engine's storage, which the engine owns again once
+ * swapdio_complete() accepted the completion and submit returned: nothing to free, and
+ * nothing may touch the request after swapdio_complete().
+ */
+static void ex_req_put(struct ex_req *r, bool device)
 {
-	if (r->area->mode == SWAPDIO_MODE_DEVICE)
+	if (device && atomic_dec_and_test(&r->refs))
 		bio_put(&container_of(r, struct ex_bio, req)->bio);
-	else
-		mempool_free(container_of(r, struct ex_kio, req), r->area->kio_pool);
-}
-
-static void ex_req_put(struct ex_req *r)
-{
-	if (atomic_dec_and_test(&r->refs))
-		ex_req_free(r);
 }
 
 static void ex_req_finish(struct ex_req *r, long result)
 {
 	struct ex_area *a = r->area;
 	struct completion *waiter = r->waiter;
+	bool device = a->mode == SWAPDIO_MODE_DEVICE;
 	int rc = swapdio_complete(a->engine, r->id, result);
 
 	if (rc)
 		pr_err("swapdio_example: FAIL %s: swapdio_complete: %d\n", a->name, rc);
 	if (waiter)
 		complete(waiter);
-	ex_req_put(r);
+	ex_req_put(r, device);
 }
 
 static void ex_req_work(struct work_struct *work)
@@ -145,7 +146,7 @@ static s64 ex_req_submitted(struct ex_req *r, struct completion *waiter)
 	if (waiter)
 		wait_for_completion(waiter);
 	atomic_cmpxchg(&r->state, EX_SUBMITTING, EX_SUBMITTED);
-	ex_req_put(r);
+	ex_req_put(r, r->area->mode == SWAPDIO_MODE_DEVICE);
 	return SWAPDIO_QUEUED;
 }
 
@@ -232,7 +233,7 @@ static s64 ex_kio_submit(void *ctx, const struct swapdio_io *io)
 	ssize_t ret;
 	u32 i;
 
-	k = mempool_alloc(a->kio_pool, GFP_NOIO);
+	k = io->backend_data;
 	ex_req_init(a, &k->req, io);
 	for (i = 0; i < io->nr_segments; i++) {
 		const struct swapdio_segment *s = &io->segments[i];
@@ -285,27 +286,8 @@ void ex_bio_teardown(struct ex_area *a)
 	bioset_exit(&a->bs);
 }
 
-/**
- * ex_kio_setup() - the kiocb mempool of a file-mode area (the kernel's sio_pool).
- * @a: the area.
- *
- * Return: 0 or -ENOMEM.
- */
-int ex_kio_setup(struct ex_area *a)
-{
-	a->kio_pool = mempool_create_kmalloc_pool(SWAPDIO_MAX_SEGMENTS + 8,
-						  sizeof(struct ex_kio));
-	return a->kio_pool ? 0 : -ENOMEM;
-}
-
-/**
- * ex_kio_teardown() - release what ex_kio_setup() took.
- * @a: the area.
- */
-void ex_kio_teardown(struct ex_area *a)
-{
-	mempool_destroy(a->kio_pool);
-}
+/* Private space the file-mode backend needs per request (swapdio_io.backend_data). */
+const size_t ex_kio_size = sizeof(struct ex_kio);
 
 /**
  * ex_sync_rw() - read or write one page outside the engine (the swap header).

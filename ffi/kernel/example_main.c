@@ -192,7 +192,11 @@ static int ex_activate(struct ex_area *a, const struct swapdio_extent *ext,
 		       size_t nr, u64 size, u32 mode_req,
 		       const struct swapdio_backend_ops *ops)
 {
-	struct swapdio_storage_config sc = { .pool = 32, .sync = 4, .splits = 8 };
+	/* The kernel's pool of 32; file mode keeps its kiocbs in the requests' private space. */
+	struct swapdio_storage_config sc = {
+		.pool = 32, .sync = 4, .splits = 8,
+		.backend_data = ops == &ex_kio_ops ? ex_kio_size : 0,
+	};
 	struct swapdio_activation_report rep = {};
 	struct swapdio_mem_layout el, sl, ml;
 	struct swapdio_engine_config cfg = {};
@@ -247,8 +251,9 @@ static int ex_activate(struct ex_area *a, const struct swapdio_extent *ext,
 		.mode = a->mode,
 	};
 	rc = swapdio_engine_init(a->engine_mem, el.size, &cfg, &a->engine);
-	ex_check(a, !rc, "engine set up in kmalloc/vmalloc memory, storage %zu B (%d)",
-		 sl.size, rc);
+	ex_check(a, !rc,
+		 "engine set up in kmalloc/vmalloc memory, storage %zu B, %zu B private per request (%d)",
+		 sl.size, sc.backend_data, rc);
 out:
 	free_page((unsigned long)hdr);
 	return rc;
@@ -522,11 +527,10 @@ static void ex_file_test(const char *path)
 	}
 	rc = ex_file_extents(a->file, ext, EX_MAX_EXTENTS, &nr, &size);
 	ex_check(a, !rc, "%zu extents of %s from bmap() (%d)", nr, path, rc);
-	if (!rc && !ex_kio_setup(a)) {
+	if (!rc) {
 		if (!ex_activate(a, ext, nr, size, SWAPDIO_MODE_REQUEST_FILE, &ex_kio_ops))
 			ex_run(a, pages);
 		ex_area_fini(a);
-		ex_kio_teardown(a);
 	}
 	filp_close(a->file, NULL);
 out:

@@ -9,7 +9,6 @@
 
 #include <linux/bio.h>
 #include <linux/fs.h>
-#include <linux/mempool.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
@@ -28,7 +27,6 @@
  * @bdev: device mode: the block device bios go to.
  * @file: file mode: the swap file kiocbs go to.
  * @bs: device mode: bio set whose front pad holds struct ex_bio.
- * @kio_pool: file mode: mempool of struct ex_kio.
  * @wq: sync waiters and callers waiting for a free request; woken by the engine.
  * @fail_writes: the next this many write requests complete with -EIO.
  * @short_next: the next this many requests complete one page short.
@@ -56,7 +54,6 @@ struct ex_area {
 	struct block_device *bdev;
 	struct file *file;
 	struct bio_set bs;
-	mempool_t *kio_pool;
 	wait_queue_head_t wq;
 	atomic_t fail_writes;
 	atomic_t short_next;
@@ -83,8 +80,7 @@ extern const struct swapdio_backend_ops ex_bio_ops;
 extern const struct swapdio_backend_ops ex_kio_ops;
 int ex_bio_setup(struct ex_area *a);
 void ex_bio_teardown(struct ex_area *a);
-int ex_kio_setup(struct ex_area *a);
-void ex_kio_teardown(struct ex_area *a);
+extern const size_t ex_kio_size;
 int ex_sync_rw(struct ex_area *a, bool write, u64 pos, void *buf);
 int ex_file_extents(struct file *file, struct swapdio_extent *ext, size_t max,
 		    size_t *nr, u64 *size);

@@ -24,7 +24,23 @@ pub(crate) struct CBackend {
     caps: BackendCaps,
     submit: SubmitFn,
     ctx: *mut c_void,
+    requests: RequestArea,
 }
+
+/// Where each request's `swapdio_io` and private backend space live in the storage:
+/// request slot `i` (pool slots, then sync slots) owns `stride` bytes at
+/// `base + i * stride`, the `swapdio_io` first, its private space at `data_off`.
+#[derive(Clone, Copy)]
+pub(crate) struct RequestArea {
+    pub(crate) base: *mut u8,
+    pub(crate) stride: usize,
+    pub(crate) count: usize,
+    pub(crate) data_off: usize,
+    pub(crate) has_data: bool,
+}
+
+const NO_REQUESTS: RequestArea =
+    RequestArea { base: core::ptr::null_mut(), stride: 0, count: 0, data_off: 0, has_data: false };
 
 // SAFETY: the backend table's contract (swapdio.h) is that `submit` may be called from
 // any thread with `ctx`, concurrently; the struct holds nothing else but plain data.
@@ -38,7 +54,17 @@ impl CBackend {
         if ops.caps & !SWAPDIO_CAP_ALL != 0 || ops.reserved != 0 {
             return None;
         }
-        Some(CBackend { caps: BackendCaps::from_bits_truncate(ops.caps), submit: ops.submit?, ctx })
+        Some(CBackend {
+            caps: BackendCaps::from_bits_truncate(ops.caps),
+            submit: ops.submit?,
+            ctx,
+            requests: NO_REQUESTS,
+        })
+    }
+
+    /// Places each request's `swapdio_io` in `area` (the engine's storage).
+    pub(crate) fn with_requests(self, area: RequestArea) -> Self {
+        CBackend { requests: area, ..self }
     }
 }
 
@@ -64,15 +90,32 @@ impl Backend for CBackend {
     }
 
     fn submit(&self, req: &Request<'_>) -> Submit {
-        let mut io = swapdio_io {
-            id: req.id().to_u64(),
-            pos: req.pos(),
-            len: req.len(),
-            direction: direction_code(req.direction()),
-            flags: req.flags().bits(),
-            mode: mode_code(req.mode()),
-            nr_segments: 0,
-            segments: [swapdio_segment::default(); SWAPDIO_MAX_SEGMENTS],
+        let a = self.requests;
+        let index = req.id().index as usize;
+        if index >= a.count {
+            // Cannot happen: the storage holds one area per request slot.
+            return Submit::Done(Err(swapdio::Errno::EINVAL));
+        }
+        // SAFETY: `index < count`, so the stride is inside the storage block the caller
+        // handed to `swapdio_engine_init` (sized by `swapdio_storage_layout`, aligned to
+        // at least 16, which `stride` and `data_off` are multiples of). The engine hands
+        // request slot `index` to one submitter at a time and does not reuse it before its
+        // completion was accepted, so nothing else reads or writes this area now.
+        let io = unsafe {
+            let at = a.base.add(index * a.stride);
+            let io = at.cast::<swapdio_io>();
+            io.write(swapdio_io {
+                id: req.id().to_u64(),
+                pos: req.pos(),
+                len: req.len(),
+                direction: direction_code(req.direction()),
+                flags: req.flags().bits(),
+                mode: mode_code(req.mode()),
+                nr_segments: 0,
+                segments: [swapdio_segment::default(); SWAPDIO_MAX_SEGMENTS],
+                backend_data: if a.has_data { at.add(a.data_off).cast() } else { core::ptr::null_mut() },
+            });
+            &mut *io
         };
         for (out, seg) in io.segments.iter_mut().zip(req.segments()) {
             *out = swapdio_segment { folio: seg.folio.0, offset: seg.offset, len: seg.len };
@@ -80,8 +123,8 @@ impl Backend for CBackend {
         }
         // SAFETY: `submit` came non-null from the caller's table, whose contract is that
         // it is a valid function of this signature for the life of the engine; `io` is a
-        // valid, initialised `swapdio_io` that outlives the call.
-        let r = unsafe { (self.submit)(self.ctx, &io) };
+        // valid, initialised `swapdio_io` that stays valid until the request's completion.
+        let r = unsafe { (self.submit)(self.ctx, io) };
         if r == SWAPDIO_QUEUED {
             Submit::Queued
         } else {

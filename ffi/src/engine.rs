@@ -16,12 +16,13 @@ use swapdio::{
     SwapMap,
 };
 
-use crate::callbacks::{CBackend, CPageOps};
+use crate::callbacks::{CBackend, CPageOps, RequestArea};
 use crate::error::{engine_error, io_result, neg, swap_error, EALREADY, EBUSY, EFAULT, EINVAL, EOVERFLOW};
 use crate::ptr::{check_block, check_ptr, ref_from, slice_from};
 use crate::types::{
-    swapdio_engine, swapdio_engine_config, swapdio_folio, swapdio_fs_context, swapdio_mem_layout, swapdio_mode,
-    swapdio_plug, swapdio_run, swapdio_stats, swapdio_storage_config, SWAPDIO_FOLIO_ALL, SWAPDIO_FOLIO_ZERO_PAGE,
+    swapdio_engine, swapdio_engine_config, swapdio_folio, swapdio_fs_context, swapdio_io, swapdio_mem_layout,
+    swapdio_mode, swapdio_plug, swapdio_run, swapdio_stats, swapdio_storage_config, SWAPDIO_FOLIO_ALL,
+    SWAPDIO_FOLIO_ZERO_PAGE,
 };
 
 /// The concrete engine behind `swapdio_engine`: map and storage in caller memory
@@ -81,12 +82,22 @@ pub unsafe extern "C" fn swapdio_engine_layout(out: *mut swapdio_mem_layout) -> 
     write_layout(out, Layout::new::<EngineObj>())
 }
 
-/// The storage block: pool slots, then sync slots, then split trackers.
+/// The storage block: pool slots, then sync slots, then split trackers, then one
+/// `swapdio_io` with its private backend space per request slot (pool, then sync).
 struct StorageLayout {
     layout: Layout,
     sync_off: usize,
     splits_off: usize,
+    ios_off: usize,
+    /// Bytes from one request's `swapdio_io` to the next.
+    io_stride: usize,
 }
+
+/// Alignment of `swapdio_io.backend_data` (and of each `swapdio_io` in the storage).
+const BACKEND_DATA_ALIGN: usize = 16;
+
+/// Offset of the private backend space after a request's `swapdio_io`.
+const BACKEND_DATA_OFF: usize = size_of::<swapdio_io>().next_multiple_of(BACKEND_DATA_ALIGN);
 
 fn storage_layout(c: &swapdio_storage_config) -> Result<StorageLayout, i32> {
     if c.pool == 0 {
@@ -96,7 +107,17 @@ fn storage_layout(c: &swapdio_storage_config) -> Result<StorageLayout, i32> {
     let pool = Layout::array::<RequestSlot>(c.pool).map_err(over)?;
     let (l, sync_off) = pool.extend(Layout::array::<RequestSlot>(c.sync).map_err(over)?).map_err(over)?;
     let (l, splits_off) = l.extend(Layout::array::<SplitSlot>(c.splits).map_err(over)?).map_err(over)?;
-    Ok(StorageLayout { layout: l.pad_to_align(), sync_off, splits_off })
+    let io_stride = BACKEND_DATA_OFF
+        .checked_add(c.backend_data)
+        .and_then(|n| n.checked_next_multiple_of(BACKEND_DATA_ALIGN))
+        .ok_or(neg(EOVERFLOW))?;
+    let requests = c.pool.checked_add(c.sync).ok_or(neg(EOVERFLOW))?;
+    let ios = io_stride
+        .checked_mul(requests)
+        .and_then(|n| Layout::from_size_align(n, BACKEND_DATA_ALIGN).ok())
+        .ok_or(neg(EOVERFLOW))?;
+    let (l, ios_off) = l.extend(ios).map_err(over)?;
+    Ok(StorageLayout { layout: l.pad_to_align(), sync_off, splits_off, ios_off, io_stride })
 }
 
 /// Size and alignment of the request storage for `config` (the kernel's `sio_pool`
@@ -164,6 +185,15 @@ unsafe fn init_in(
     let sl = storage_layout(&sc)?;
     let base = cfg.storage.cast::<u8>();
     check_block(base, cfg.storage_size, sl.layout.size(), sl.layout.align())?;
+    // SAFETY: `ios_off` is inside the checked block (from `Layout::extend`); the request
+    // area holds `pool + sync` strides of `io_stride` bytes, owned by the engine.
+    let backend = backend.with_requests(RequestArea {
+        base: unsafe { base.add(sl.ios_off) },
+        stride: sl.io_stride,
+        count: sc.pool + sc.sync,
+        data_off: BACKEND_DATA_OFF,
+        has_data: sc.backend_data != 0,
+    });
     // SAFETY: `base` is non-null, aligned for `RequestSlot` and `SplitSlot` (the block's
     // alignment, checked) and holds `sl.layout.size()` bytes (checked against the
     // caller's `storage_size`, which the caller guarantees writable and unused by any

@@ -423,8 +423,11 @@ pub struct swapdio_segment {
     pub len: u32,
 }
 
-/// A request as the backend's `submit` sees it. Valid only during the call: keep `id`
-/// and copy what you need.
+/// A request as the backend's `submit` sees it. It lives in the request storage (not on
+/// the stack) and stays valid, unchanged, until `submit` has returned and the request's
+/// completion was handed to `swapdio_complete` (whichever comes last): an async backend
+/// may keep pointers into it (the segments, `backend_data`) instead of copying, and must
+/// not touch it after calling `swapdio_complete` once `submit` has returned.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct swapdio_io {
@@ -444,6 +447,10 @@ pub struct swapdio_io {
     pub nr_segments: u32,
     /// The bvecs, in position order.
     pub segments: [swapdio_segment; SWAPDIO_MAX_SEGMENTS],
+    /// `swapdio_storage_config.backend_data` bytes of private space for this request
+    /// (its bio or kiocb state), 16-byte aligned, valid as long as the request; NULL if
+    /// the storage was sized with 0. Never touched by the library.
+    pub backend_data: *mut c_void,
 }
 
 /// A completion event: vm counters and error reports (`count_vm_events`, the
@@ -540,6 +547,10 @@ pub struct swapdio_storage_config {
     pub sync: usize,
     /// Trackers of large folios split across extents.
     pub splits: usize,
+    /// Bytes of private backend space per request (`swapdio_io.backend_data`), so an
+    /// async backend keeps its per-request state without allocating in the reclaim path;
+    /// 0 for none.
+    pub backend_data: usize,
 }
 
 /// Everything `swapdio_engine_init` needs. The ops tables are copied; the map and the
@@ -633,9 +644,9 @@ layout!(swapdio_activation_report, 128, 8);
 layout!(swapdio_run, 16, 8);
 layout!(swapdio_folio, 24, 8);
 layout!(swapdio_segment, 16, 8);
-layout!(swapdio_io, 40 + 16 * SWAPDIO_MAX_SEGMENTS, 8);
+layout!(swapdio_io, 48 + 16 * SWAPDIO_MAX_SEGMENTS, 8);
 layout!(swapdio_event, 48, 8);
-layout!(swapdio_storage_config, 3 * size_of::<usize>(), align_of::<usize>());
+layout!(swapdio_storage_config, 4 * size_of::<usize>(), align_of::<usize>());
 layout!(swapdio_plug, 72, 8);
 layout!(swapdio_stats, 88, 8);
 #[cfg(target_pointer_width = "64")]
@@ -644,7 +655,7 @@ mod layout64 {
     layout!(swapdio_activation, 80, 8);
     layout!(swapdio_backend_ops, 16, 8);
     layout!(swapdio_page_ops, 80, 8);
-    layout!(swapdio_engine_config, 96, 8);
+    layout!(swapdio_engine_config, 104, 8);
 }
 
 // The extent array is handed to the core without copying, and the map array is the

@@ -32,6 +32,8 @@ struct World {
     /// (id, pos, mode) of every submitted request.
     seen: Mutex<Vec<(u64, u64, u32)>>,
     events: Mutex<Vec<swapdio_event>>,
+    /// Address of every submitted `swapdio_io`.
+    ios: Mutex<Vec<usize>>,
     /// `swapdio_wake` reasons of every wake call.
     wakes: Mutex<Vec<u32>>,
     /// Signalled by the wake callback (a kernel's `wake_up`).
@@ -50,6 +52,12 @@ unsafe extern "C" fn submit(ctx: *mut c_void, io: *const swapdio_io) -> i64 {
     let (w, io) = unsafe { (world(ctx), &*io) };
     w.queued.lock().unwrap().push(io.id);
     w.seen.lock().unwrap().push((io.id, io.pos, io.mode));
+    w.ios.lock().unwrap().push(io as *const swapdio_io as usize);
+    if !io.backend_data.is_null() {
+        // The backend's private space: stamp it with the request id.
+        // SAFETY: `backend_data` holds STORAGE.backend_data (>= 8) bytes, 16-aligned.
+        unsafe { io.backend_data.cast::<u64>().write(io.id) };
+    }
     SWAPDIO_QUEUED
 }
 
@@ -156,7 +164,7 @@ fn activation<'a>(hdr: &'a [u8], ext: &'a [swapdio_extent]) -> swapdio_activatio
     }
 }
 
-const STORAGE: swapdio_storage_config = swapdio_storage_config { pool: 4, sync: 1, splits: 2 };
+const STORAGE: swapdio_storage_config = swapdio_storage_config { pool: 4, sync: 1, splits: 2, backend_data: 24 };
 
 /// An active engine in caller memory over the two-extent file.
 struct Fixture {
@@ -851,4 +859,34 @@ fn released_async_request_wakes_pool_waiters() {
     assert!(f.world.wakes.lock().unwrap().is_empty());
     f.complete_all(PAGE as i64);
     assert_eq!(*f.world.wakes.lock().unwrap(), [swapdio_wake::Pool as u32]);
+}
+
+/// Each request's `swapdio_io` lives in the storage, not on the stack: it stays valid and
+/// unchanged until its completion, and carries 16-byte aligned private backend space that
+/// no other request shares.
+#[test]
+fn requests_live_in_storage_with_private_backend_space_until_completion() {
+    let f = Fixture::new();
+    for (i, slot) in [3u64, 9, 20].into_iter().enumerate() {
+        f.world.pages.prepare_write(FolioId(i as u64 + 1));
+        assert_eq!(f.write(null_mut(), folio(i as u64 + 1, slot, 1)), 0);
+    }
+    let ios = f.world.ios.lock().unwrap().clone();
+    assert_eq!(ios.len(), 3);
+    let storage = f.storage.ptr as usize..f.storage.ptr as usize + f.storage.layout.size();
+    let mut data = Vec::new();
+    for (&addr, &(id, pos, _)) in ios.iter().zip(f.world.seen.lock().unwrap().iter()) {
+        assert!(storage.contains(&addr), "swapdio_io at {addr:#x} is outside the storage {storage:x?}");
+        // SAFETY: the request is still in flight, so its io is valid (the contract under test).
+        let io = unsafe { &*(addr as *const swapdio_io) };
+        assert_eq!((io.id, io.pos, io.nr_segments), (id, pos, 1), "the io changed after submit");
+        let d = io.backend_data as usize;
+        assert!(d % 16 == 0 && storage.contains(&d) && storage.contains(&(d + 23)), "backend_data at {d:#x}");
+        // SAFETY: as above; the submit callback stamped it.
+        assert_eq!(unsafe { *(d as *const u64) }, id, "private space shared between requests");
+        data.push(d);
+    }
+    data.sort_unstable();
+    assert!(data.windows(2).all(|w| w[1] - w[0] >= 24 + 560), "private areas overlap: {data:x?}");
+    f.complete_all(PAGE as i64);
 }

@@ -150,7 +150,7 @@ fn header_compiles_as_freestanding_kernel_code() {
     // The same header in userspace, as C++ too (extern "C", enum underlying types).
     if run(Command::new("g++").arg("--version")).is_ok() {
         let src = tmp().join("include_cxx.cc");
-        std::fs::write(&src, "#include \"swapdio.h\"\nstatic_assert(sizeof(swapdio_io) == 552, \"layout\");\n")
+        std::fs::write(&src, "#include \"swapdio.h\"\nstatic_assert(sizeof(swapdio_io) == 560, \"layout\");\n")
             .expect("write C++ probe");
         ok(Command::new("g++")
             .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"])

@@ -20,16 +20,16 @@ SWAPDIO_CHECK_LAYOUT(swapdio_activation_report, 128, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_run, 16, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_folio, 24, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_segment, 16, 8);
-SWAPDIO_CHECK_LAYOUT(swapdio_io, 40 + 16 * SWAPDIO_MAX_SEGMENTS, 8);
+SWAPDIO_CHECK_LAYOUT(swapdio_io, 48 + 16 * SWAPDIO_MAX_SEGMENTS, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_event, 48, 8);
-SWAPDIO_CHECK_LAYOUT(swapdio_storage_config, 3 * sizeof(size_t), _Alignof(size_t));
+SWAPDIO_CHECK_LAYOUT(swapdio_storage_config, 4 * sizeof(size_t), _Alignof(size_t));
 SWAPDIO_CHECK_LAYOUT(swapdio_plug, 72, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_stats, 88, 8);
 #if __SIZEOF_POINTER__ == 8
 SWAPDIO_CHECK_LAYOUT(swapdio_activation, 80, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_backend_ops, 16, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_page_ops, 80, 8);
-SWAPDIO_CHECK_LAYOUT(swapdio_engine_config, 96, 8);
+SWAPDIO_CHECK_LAYOUT(swapdio_engine_config, 104, 8);
 #endif
 
 /* Field offsets the Rust side hands to the core without copying. */
