@@ -85,6 +85,11 @@ pub(crate) struct Case {
     pub(crate) qd: usize,
 }
 
+/// The extra case: `swapdio stress --queue-depth 32` on the same file (mixed single
+/// pages and plugged runs of 8-32 pages, both ways, every page verified), compared with
+/// the engine's 4k random QD32 figure.
+const STRESS_CASE: &str = "stress workload QD32";
+
 const CASES: [Case; 6] = [
     Case { name: "swap-in  4k random QD1", dir: Dir::Read, random: true, pages: 1, qd: 1 },
     Case { name: "swap-in  4k random QD32", dir: Dir::Read, random: true, pages: 1, qd: 32 },
@@ -399,12 +404,12 @@ fn loose(s: &str) -> String {
 
 /// The cases `--only` selects (all without it); an error when it matches none, naming
 /// the cases there are.
-fn selected_cases(only: Option<&str>) -> Result<Vec<&'static Case>, String> {
+fn selected_cases(only: Option<&str>, stress_matches: bool) -> Result<Vec<&'static Case>, String> {
     let Some(o) = only else { return Ok(CASES.iter().collect()) };
     let want = loose(o);
     let cases: Vec<&Case> = CASES.iter().filter(|c| loose(c.name).contains(&want)).collect();
-    if cases.is_empty() {
-        let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+    if cases.is_empty() && !stress_matches {
+        let names: Vec<&str> = CASES.iter().map(|c| c.name).chain([STRESS_CASE]).collect();
         return Err(format!("--only {o:?} matches no case; the cases are: {}", names.join(", ")));
     }
     Ok(cases)
@@ -488,7 +493,8 @@ pub fn run(args: Args, json: bool) -> ExitCode {
 }
 
 fn bench(args: &Args, json: bool) -> Result<(), String> {
-    let cases = selected_cases(args.only.as_deref())?;
+    let run_stress = args.only.as_deref().is_none_or(|o| loose(STRESS_CASE).contains(&loose(o)));
+    let cases = selected_cases(args.only.as_deref(), run_stress)?;
     if let Some(uri) = args.file.as_deref().map(crate::target::nbd_uri).transpose()?.flatten() {
         return nbd::bench(args, json, &uri, &cases);
     }
@@ -582,14 +588,47 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
         Ok(()) => "unchanged".to_string(),
         Err(e) => format!("CHANGED: {e}"),
     };
+    let file_size = act.layout.file_size;
+    // The stress workload on the same file, in this run: the engine and the file's guard
+    // are released first (stress takes them itself).
+    drop(engine);
+    drop(act.guard.take());
+    let stress = if run_stress && !STOP.load(Ordering::Relaxed) {
+        if !json {
+            errln!("  {STRESS_CASE} ...");
+        }
+        let mut figures = Vec::new();
+        for round in 0..u64::from(args.rounds) {
+            if STOP.load(Ordering::Relaxed) {
+                break;
+            }
+            let f = crate::stress::figure_for_bench(&path, args.mode, args.duration, args.seed.wrapping_add(round))?;
+            if f.exit_status != 0 {
+                return Err(format!("the stress workload failed its checks (exit status {})", f.exit_status));
+            }
+            figures.push(f);
+        }
+        figures.sort_by(|a, b| a.pages_per_s.total_cmp(&b.pages_per_s));
+        figures.get(figures.len() / 2).copied()
+    } else {
+        None
+    };
+    // The engine's 4k random QD32 figure: the mean of swap-in and swap-out (stress mixes both).
+    let qd32: Vec<f64> =
+        rows.iter().filter(|r| r.case.qd == 32 && r.case.pages == 1 && r.case.random).map(|r| r.engine.iops).collect();
+    let qd32_mean = (qd32.len() == 2).then(|| qd32.iter().sum::<f64>() / 2.0);
+    let stress_vs_qd32 = stress.zip(qd32_mean).map(|(s, q)| s.pages_per_s / q);
     if json {
         let v = serde_json::json!({
             "file": shown,
-            "file_size": act.layout.file_size,
+            "file_size": file_size,
             "mode": mode_name(mode),
             "duration_s": args.duration.as_secs_f64(),
             "rounds": args.rounds,
             "rows": rows,
+            "stress": stress,
+            "qd32_pages_per_s": qd32_mean,
+            "stress_vs_qd32": stress_vs_qd32,
             "driver_stats": driver_stats,
             "lease": lease,
         });
@@ -628,6 +667,18 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
             r.engine_vs_fio.map_or("-".into(), |x| format!("{x:.2}")),
         );
     }
+    if let Some(s) = stress {
+        outln!(
+            "{:<32} | {:>8.0} {:>7.1} {:>6} {:>6} | pages/s both ways, verified; 4k random QD32 (in+out)/2: {} pages/s; stress/QD32 {}",
+            STRESS_CASE,
+            s.pages_per_s,
+            s.mib_s,
+            s.p50_us,
+            s.p99_us,
+            qd32_mean.map_or("-".into(), |q| format!("{q:.0}")),
+            stress_vs_qd32.map_or("-".into(), |x| format!("{x:.2}")),
+        );
+    }
     outln!("layout lease: {lease}; driver: {}", counters_text(&driver_stats));
     Ok(())
 }
@@ -646,7 +697,7 @@ mod tests {
 
     #[test]
     fn bench_only_matches_loosely_and_fails_on_no_match() {
-        let names = |o: &str| selected_cases(Some(o)).map(|v| v.iter().map(|c| c.name).collect::<Vec<_>>());
+        let names = |o: &str| selected_cases(Some(o), false).map(|v| v.iter().map(|c| c.name).collect::<Vec<_>>());
         assert_eq!(names("swap-in 4k random QD32").unwrap(), vec!["swap-in  4k random QD32"]);
         assert_eq!(names("swapin-4k-random-qd1").unwrap(), vec!["swap-in  4k random QD1"]);
         assert_eq!(names("swap-in 4k random").unwrap().len(), 2);
@@ -656,6 +707,6 @@ mod tests {
         assert_eq!(names("SWAP-OUT SEQ").unwrap(), vec!["swap-out seq 32x4k plugged QD8"]);
         let err = names("nothing like it").unwrap_err();
         assert!(err.contains("matches no case") && err.contains("swap-in  4k random QD1"), "{err}");
-        assert_eq!(selected_cases(None).unwrap().len(), CASES.len());
+        assert_eq!(selected_cases(None, true).unwrap().len(), CASES.len());
     }
 }

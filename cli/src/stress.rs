@@ -817,6 +817,50 @@ struct Report {
     nbd: Option<swapdio::linux::nbd::NbdStats>,
 }
 
+/// What `bench` reports of one stress run on its file.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct StressFigure {
+    /// Pages moved per second, both ways (the timed workload only).
+    pub pages_per_s: f64,
+    /// The same in MiB/s.
+    pub mib_s: f64,
+    /// Per-request latency percentiles (a request is one page or a plugged run).
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// The run's exit status (0: every page verified).
+    pub exit_status: u8,
+}
+
+/// The stress workload exactly as `swapdio stress --file FILE --queue-depth 32` runs it
+/// (io_uring, foreground, verified), quietly, for `bench`'s side-by-side figure.
+pub fn figure_for_bench(
+    file: &std::path::Path,
+    mode: ModeArg,
+    duration: Duration,
+    seed: u64,
+) -> Result<StressFigure, String> {
+    let args = Args {
+        size: 0,
+        duration,
+        queue_depth: 32,
+        mode,
+        driver: DriverArg::Uring,
+        inject_faults: 0.0,
+        seed: Some(seed),
+        file: Some(file.to_path_buf()),
+        dir: PathBuf::from("."),
+    };
+    let r = stress(&args, true)?;
+    let secs = r.duration_s.max(1e-9);
+    Ok(StressFigure {
+        pages_per_s: (r.pages_out + r.pages_in) as f64 / secs,
+        mib_s: r.mib_out_per_s + r.mib_in_per_s,
+        p50_us: r.latency_us_p50,
+        p99_us: r.latency_us_p99,
+        exit_status: r.exit_status,
+    })
+}
+
 /// Runs `swapdio stress`.
 pub fn run(args: Args, json: bool) -> ExitCode {
     install_stop_handler();
