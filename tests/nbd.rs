@@ -252,3 +252,21 @@ fn structured_replies_assemble_reads_from_chunks_in_any_order() {
     assert!(rig.backend.export().structured);
     roundtrip(&rig, 40, 6);
 }
+
+#[test]
+fn requests_over_the_servers_maximum_payload_complete_short_and_only_the_tail_folios_fail() {
+    let dir = Scratch::new("maxblock");
+    let fake = FakeServer::start(&dir.0, 1 << 20, &[Behavior::Good, Behavior::Good, Behavior::SmallMaxBlock]);
+    let rig = rig(&fake.uri, |c| c);
+    assert_eq!(rig.backend.export().max_payload(), 8192);
+    write_run(&rig, 1, 4, 8);
+    wait_idle(&rig.engine);
+    let failed: Vec<FolioId> = write_failures(rig.pages).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(failed, vec![FolioId(3), FolioId(4)], "one 16 KiB request clipped to 8 KiB: folios 3 and 4 redirtied");
+    assert!(rig.pages.state(FolioId(3)).dirty && !rig.pages.state(FolioId(1)).dirty);
+    read_run(&rig, 1, 2, 300);
+    wait_idle(&rig.engine);
+    assert_eq!(page(&rig.arena, 300), stamp(1, 8));
+    assert_eq!(page(&rig.arena, 301), stamp(2, 8));
+    assert_eq!(rig.pages.violations(), Vec::<String>::new());
+}

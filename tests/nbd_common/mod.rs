@@ -150,6 +150,8 @@ pub enum Behavior {
     ErrorReply,
     /// Structured replies: reads answered as two data chunks, second half first.
     Structured,
+    /// `NBD_INFO_BLOCK_SIZE` with a maximum payload of 8 KiB; larger requests get `EINVAL`.
+    SmallMaxBlock,
 }
 
 /// An in-process NBD server over a Unix socket with an in-memory export. Each new
@@ -245,6 +247,13 @@ fn serve_inner(
                 let flags = proto::TX_HAS_FLAGS | proto::TX_SEND_FLUSH | proto::TX_SEND_FUA;
                 info.extend_from_slice(&flags.to_be_bytes());
                 opt_reply(c, option, proto::REP_INFO, &info)?;
+                if behavior == Behavior::SmallMaxBlock {
+                    let mut bs = proto::INFO_BLOCK_SIZE.to_be_bytes().to_vec();
+                    for v in [512u32, 4096, 8192] {
+                        bs.extend_from_slice(&v.to_be_bytes());
+                    }
+                    opt_reply(c, option, proto::REP_INFO, &bs)?;
+                }
                 opt_reply(c, option, proto::REP_ACK, &[])?;
                 break;
             }
@@ -258,6 +267,14 @@ fn serve_inner(
         let r = proto::parse_request(&h).map_err(|_| std::io::ErrorKind::InvalidData)?;
         let (off, len) = (r.offset as usize, r.len as usize);
         let mut reply = [0u8; proto::SIMPLE_REPLY_LEN];
+        if behavior == Behavior::SmallMaxBlock && len > 8192 {
+            if r.kind == proto::CMD_WRITE {
+                std::io::copy(&mut (&mut *c).take(len as u64), &mut std::io::sink())?;
+            }
+            proto::encode_simple_reply(22, r.cookie, &mut reply);
+            c.write_all(&reply)?;
+            continue;
+        }
         match r.kind {
             proto::CMD_WRITE => {
                 let mut data = vec![0u8; len];
