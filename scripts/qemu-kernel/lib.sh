@@ -221,10 +221,11 @@ qk_boot() {
 }
 
 # qk_check_log LOG: prints the verdict; fails on a FAIL line, an oops, WARN, BUG, soft or
-# hard lockup, RCU stall, panic, or a missing QK_DONE marker (the guest did not finish).
+# hard lockup, RCU stall, panic, hung task, OOM kill, or a missing QK_DONE marker (the
+# guest did not finish).
 qk_check_log() {
   local log=$1 bad
-  bad=$(grep -nE '(^|[^A-Za-z])FAIL([^A-Za-z]|$)|Oops|WARNING:|BUG:|soft lockup|hard LOCKUP|rcu_sched self-detected stall|rcu: INFO|Kernel panic|general protection fault|Call Trace' "$log" || true)
+  bad=$(grep -nE '(^|[^A-Za-z])FAIL([^A-Za-z]|$)|Oops|WARNING:|BUG:|soft lockup|hard LOCKUP|rcu_sched self-detected stall|rcu: INFO|Kernel panic|general protection fault|Call Trace|blocked for more than|Out of memory|oom-kill' "$log" || true)
   if [ -n "$bad" ]; then
     qk_log "guest log $log has failures:"; echo "$bad" | head -n 40 >&2; return 1
   fi
