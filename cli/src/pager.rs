@@ -599,65 +599,54 @@ fn pager_cmd(a: &Args, json: bool) -> Result<bool, String> {
     let snap = if a.snapshot > 0 { Some(snapshot(&file.path, a, a.snapshot)?) } else { None };
     let load_after = loadavg();
 
-    // Targets, from the same run.
+    // Targets, from the same run: (what, ours / theirs, goal); the p99 one must be below.
     let find = |v: &[Measured], name: &str| v.iter().find(|m| m.phase == name).cloned();
-    let mut targets = Vec::new();
-    let e_rand_n = find(&engine, "random N threads");
-    let e_rand_1 = find(&engine, "random 1 thread");
-    let e_seq_1 = find(&engine, "sequential 1 thread");
-    if let (Some(e), Some((k, _))) = (&e_rand_n, &kernel) {
-        if let Some(k) = find(k, "random N threads") {
-            let v = e.rate(e.pages_in) / k.rate(k.pages_in).max(1e-9);
-            targets.push(Target {
-                what: "random N threads: pages in/s vs kernel swap",
-                value: v,
-                goal: 2.0,
-                met: v >= 2.0,
-            });
-        }
-    }
-    if let (Some(e), Some((p, _, _))) = (&e_rand_n, &pread) {
-        if let Some(p) = find(p, "random N threads") {
-            let v = e.rate(e.pages_in) / p.rate(p.pages_in).max(1e-9);
-            targets.push(Target {
-                what: "random N threads: pages in/s vs pread pager",
-                value: v,
-                goal: 1.5,
-                met: v >= 1.5,
-            });
-        }
-    }
-    if let (Some(e), Some((k, _))) = (&e_seq_1, &kernel) {
-        if let Some(k) = find(k, "sequential 1 thread") {
-            let v = e.rate(e.pages_in) / k.rate(k.pages_in).max(1e-9);
-            targets.push(Target {
-                what: "sequential 1 thread: pages in/s vs kernel swap",
-                value: v,
-                goal: 3.0,
-                met: v >= 3.0,
-            });
-        }
-    }
-    if let (Some(e), Some(f)) = (&e_rand_1, &fio) {
-        let v = e.rate(e.pages_in) / f.iops.max(1e-9);
-        targets.push(Target {
-            what: "random 1 thread: pages in/s vs fio 4k QD1 randread IOPS",
-            value: v,
-            goal: 0.9,
-            met: v >= 0.9,
-        });
-    }
-    if let (Some(e), Some((k, _))) = (&e_rand_1, &kernel) {
-        if let Some(k) = find(k, "random 1 thread") {
-            let v = e.p99_us / k.p99_us.max(1e-9);
-            targets.push(Target {
-                what: "random 1 thread: p99 fault latency vs kernel (below 1)",
-                value: v,
-                goal: 1.0,
-                met: v < 1.0,
-            });
-        }
-    }
+    let side = |v: Option<&Vec<Measured>>, name: &str| v.and_then(|v| find(v, name));
+    let kernel_v = kernel.as_ref().map(|(k, _)| k);
+    let pread_v = pread.as_ref().map(|(p, _, _)| p);
+    let in_rate = |m: &Measured| m.rate(m.pages_in);
+    let ratio = |ours: Option<Measured>, theirs: Option<f64>, f: &dyn Fn(&Measured) -> f64| {
+        ours.zip(theirs).map(|(o, t)| f(&o) / t.max(1e-9))
+    };
+    let e = |name: &str| find(&engine, name);
+    let rows: [(&'static str, Option<f64>, f64, bool); 5] = [
+        (
+            "random N threads: pages in/s vs kernel swap",
+            ratio(e("random N threads"), side(kernel_v, "random N threads").map(|k| in_rate(&k)), &in_rate),
+            2.0,
+            true,
+        ),
+        (
+            "random N threads: pages in/s vs pread pager",
+            ratio(e("random N threads"), side(pread_v, "random N threads").map(|p| in_rate(&p)), &in_rate),
+            1.5,
+            true,
+        ),
+        (
+            "sequential 1 thread: pages in/s vs kernel swap",
+            ratio(e("sequential 1 thread"), side(kernel_v, "sequential 1 thread").map(|k| in_rate(&k)), &in_rate),
+            3.0,
+            true,
+        ),
+        (
+            "random 1 thread: pages in/s vs fio 4k QD1 randread IOPS",
+            ratio(e("random 1 thread"), fio.map(|f| f.iops), &in_rate),
+            0.9,
+            true,
+        ),
+        (
+            "random 1 thread: p99 fault latency vs kernel (below 1)",
+            ratio(e("random 1 thread"), side(kernel_v, "random 1 thread").map(|k| k.p99_us), &|m| m.p99_us),
+            1.0,
+            false,
+        ),
+    ];
+    let mut targets: Vec<Target> = rows
+        .into_iter()
+        .filter_map(|(what, v, goal, at_least)| {
+            v.map(|value| Target { what, value, goal, met: if at_least { value >= goal } else { value < goal } })
+        })
+        .collect();
     if let Some(s) = &snap {
         targets.push(Target {
             what: "snapshot populate with bulk prefetch, seconds",
