@@ -90,7 +90,7 @@ pub(crate) struct Case {
 /// the engine's 4k random QD32 figure.
 const STRESS_CASE: &str = "stress workload QD32";
 
-const CASES: [Case; 6] = [
+pub(crate) const CASES: [Case; 6] = [
     Case { name: "swap-in  4k random QD1", dir: Dir::Read, random: true, pages: 1, qd: 1 },
     Case { name: "swap-in  4k random QD32", dir: Dir::Read, random: true, pages: 1, qd: 32 },
     Case { name: "swap-out 4k random QD1", dir: Dir::Write, random: true, pages: 1, qd: 1 },
@@ -289,7 +289,7 @@ fn engine_case(
 
 // ---- raw io_uring loop (no engine) ---------------------------------------------------------
 
-fn raw_case(
+pub(crate) fn raw_case(
     target: &Target,
     map: &SwapMap<Vec<MapEntry>>,
     arena: &Arena,

@@ -216,6 +216,10 @@ pub struct Args {
     /// Directory to create the swap file in.
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
+    /// Skip measuring the device's capacity (a raw io_uring loop, 4k random at QD 32,
+    /// 0.5 s each way, before the workload) that the report sets the throughput beside.
+    #[arg(long)]
+    pub no_capacity: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -807,6 +811,10 @@ struct Report {
     page_rule_violations: u64,
     pins_leaked: i64,
     lease: String,
+    /// The device's capacity measured before the run (`None` with `--no-capacity`).
+    capacity: Option<Capacity>,
+    /// Pages/s both ways over the capacity's mean of swap-in and swap-out pages/s.
+    vs_capacity: Option<f64>,
     /// The layout changed during the run (exit status 4): writing stopped, the final
     /// read-back was skipped.
     layout_changed: bool,
@@ -815,6 +823,27 @@ struct Report {
     /// NBD targets: connections, losses, reconnects, FUA writes.
     #[serde(skip_serializing_if = "Option::is_none")]
     nbd: Option<swapdio::linux::nbd::NbdStats>,
+}
+
+/// The device's capacity the throughput is set beside: a raw io_uring loop (no engine)
+/// on the same target, 4 KiB random requests at QD 32, swap-in then swap-out.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct Capacity {
+    in_pages_per_s: f64,
+    out_pages_per_s: f64,
+}
+
+/// Measures [`Capacity`] for 0.5 s each way before the workload (the slots hold no
+/// data yet). `None` if io_uring or the target is unavailable.
+fn measure_capacity(act: &crate::setup::Activated, arena: &Arena, seed: u64) -> Option<Capacity> {
+    use crate::bench::{raw_case, CASES};
+    let target = crate::setup::open_target(act).ok()?;
+    let map = swapdio::SwapMap::new(act.map.entries().to_vec(), act.report.mode).ok()?;
+    let case = |name: &str| CASES.iter().find(|c| c.name.contains(name) && c.qd == 32 && c.pages == 1 && c.random);
+    let d = Duration::from_millis(500);
+    let rin = raw_case(&target, &map, arena, case("swap-in")?, seed, d)?;
+    let rout = raw_case(&target, &map, arena, case("swap-out")?, seed, d)?;
+    Some(Capacity { in_pages_per_s: rin.iops, out_pages_per_s: rout.iops })
 }
 
 /// What `bench` reports of one stress run on its file.
@@ -849,6 +878,7 @@ pub fn figure_for_bench(
         seed: Some(seed),
         file: Some(file.to_path_buf()),
         dir: PathBuf::from("."),
+        no_capacity: true,
     };
     let r = stress(&args, true)?;
     let secs = r.duration_s.max(1e-9);
@@ -908,6 +938,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         seed,
         kinds: FaultKinds::EIO | FaultKinds::EAGAIN | FaultKinds::SHORT,
     };
+    let capacity = if args.no_capacity || act.nbd.is_some() { None } else { measure_capacity(&act, &arena, seed) };
     let driver = make_driver(args.driver, &act, &arena, storage, faults, json)?;
     let driver_name = driver.name();
     let (tx, rx) = channel();
@@ -1122,6 +1153,10 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         page_rule_violations: violations,
         pins_leaked,
         lease,
+        capacity,
+        vs_capacity: capacity.map(|c| {
+            (timed.pages_out + timed.pages_in) as f64 / elapsed / ((c.in_pages_per_s + c.out_pages_per_s) / 2.0)
+        }),
         layout_changed: layout_changed.is_some(),
         interrupted,
         driver_stats,
@@ -1151,6 +1186,14 @@ fn print_report(r: &Report, json: bool) {
     );
     outln!("  swap-out        {} pages, {:.0} pages/s ({:.1} MiB/s)", r.pages_out, r.pages_out_per_s, r.mib_out_per_s);
     outln!("  swap-in         {} pages, {:.0} pages/s ({:.1} MiB/s)", r.pages_in, r.pages_in_per_s, r.mib_in_per_s);
+    if let (Some(c), Some(x)) = (r.capacity, r.vs_capacity) {
+        outln!(
+            "  capacity        raw io_uring 4k random QD32 before the run: in {:.0}, out {:.0} pages/s; this run {:.0} pages/s both ways = {x:.2}x",
+            c.in_pages_per_s,
+            c.out_pages_per_s,
+            r.pages_in_per_s + r.pages_out_per_s
+        );
+    }
     outln!(
         "  latency         p50 {} us, p99 {} us, max {} us ({} requests; per request, submission to last page done)",
         r.latency_us_p50,

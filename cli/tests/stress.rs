@@ -121,3 +121,43 @@ fn duration_below_the_resolution_is_refused_rather_than_reported_ok_with_no_page
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("below the resolution"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn stress_reports_throughput_beside_the_device_capacity_and_bench_runs_the_stress_case() {
+    let s = Scratch::new("stress-capacity");
+    if skip_unless_disk(&s) {
+        return;
+    }
+    let dir = s.0.to_str().unwrap();
+    let out = swapdio(&["--json", "stress", "--duration", "300ms", "--size", "8M", "--dir", dir]);
+    let v = json_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert!(v["capacity"]["in_pages_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["capacity"]["out_pages_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["vs_capacity"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["latency_us_p99"].as_u64().unwrap() >= v["latency_us_p50"].as_u64().unwrap(), "{v}");
+    let out = swapdio(&["--json", "stress", "--no-capacity", "--duration", "100ms", "--size", "8M", "--dir", dir]);
+    assert!(json_of(&out)["capacity"].is_null());
+
+    // bench: the stress workload beside the 4k random QD32 figure, in one run.
+    let out = swapdio(&[
+        "--json",
+        "bench",
+        "--no-fio",
+        "--size",
+        "8M",
+        "--duration",
+        "200ms",
+        "--rounds",
+        "1",
+        "--only",
+        "QD32",
+        "--dir",
+        dir,
+    ]);
+    let v = json_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert!(v["stress"]["pages_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["qd32_pages_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["stress_vs_qd32"].as_f64().unwrap() > 0.0, "{v}");
+}
