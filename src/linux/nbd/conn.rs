@@ -89,12 +89,14 @@ impl Export {
     pub fn can_multi_conn(&self) -> bool {
         self.flags & proto::TX_CAN_MULTI_CONN != 0
     }
-    /// Largest payload of one request.
+    /// Largest payload of one request: the server's maximum block size, at most 32 MiB
+    /// (exports whose maximum is under a page are refused by [`Export::check_swappable`]).
     pub fn max_payload(&self) -> u64 {
-        u64::from(self.block_size.2.clamp(4096, 32 << 20))
+        u64::from(self.block_size.2.clamp(crate::PAGE_SIZE as u32, 32 << 20))
     }
-    /// Refuses exports a swap area cannot use: read-only, smaller than two pages, or a
-    /// minimum block size that does not divide the page size.
+    /// Refuses exports a swap area cannot use: read-only, smaller than two pages, a
+    /// minimum block size that does not divide the page size, or a maximum block size
+    /// under a page (a single page could not be written).
     pub fn check_swappable(&self) -> Result<(), NbdError> {
         if self.read_only() {
             return Err(NbdError::Unusable("read-only export"));
@@ -104,6 +106,9 @@ impl Export {
         }
         if crate::PAGE_SIZE as u32 % self.block_size.0.max(1) != 0 {
             return Err(NbdError::Unusable("minimum block size larger than a page"));
+        }
+        if self.block_size.2 < crate::PAGE_SIZE as u32 {
+            return Err(NbdError::Unusable("maximum block size smaller than a page"));
         }
         Ok(())
     }
@@ -458,5 +463,26 @@ impl Drop for NbdClient {
         let mut iov = [libc::iovec { iov_base: h.as_mut_ptr().cast(), iov_len: h.len() }];
         let _ = self.stream.send_all(&mut iov);
         self.stream.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn export(flags: u16, size: u64, block_size: (u32, u32, u32)) -> Export {
+        Export { size, flags, block_size, structured: false }
+    }
+
+    #[test]
+    fn exports_that_cannot_hold_swap_pages_are_refused_with_a_reason() {
+        let rw = proto::TX_HAS_FLAGS;
+        assert!(export(rw, 1 << 20, (1, 4096, 32 << 20)).check_swappable().is_ok());
+        let e = export(rw | proto::TX_READ_ONLY, 1 << 20, (1, 4096, 32 << 20)).check_swappable().unwrap_err();
+        assert_eq!(e.errno(), Errno(libc::EROFS));
+        assert!(export(rw, 4096, (1, 4096, 32 << 20)).check_swappable().is_err(), "one page");
+        assert!(export(rw, 1 << 20, (8192, 8192, 32 << 20)).check_swappable().is_err(), "min above a page");
+        assert!(export(rw, 1 << 20, (512, 512, 1024)).check_swappable().is_err(), "max under a page");
+        assert_eq!(export(rw, 1 << 20, (1, 4096, u32::MAX)).max_payload(), 32 << 20);
     }
 }
