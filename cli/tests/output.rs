@@ -15,6 +15,26 @@ fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text(&out.stderr))
 }
 
+/// A short `bench` (QD1 cases only, no fio) in `dir`.
+fn bench_smoke(json: bool, dir: &str) -> Vec<&str> {
+    let mut v = if json { vec!["--json"] } else { vec![] };
+    v.extend([
+        "bench",
+        "--no-fio",
+        "--size",
+        "1M",
+        "--duration",
+        "50ms",
+        "--rounds",
+        "1",
+        "--only",
+        "QD1",
+        "--dir",
+        dir,
+    ]);
+    v
+}
+
 #[test]
 fn closed_stdout_is_a_normal_exit_for_every_subcommand() {
     let s = Scratch::new("epipe");
@@ -27,21 +47,7 @@ fn closed_stdout_is_a_normal_exit_for_every_subcommand() {
         &["--json", "check", f],
         &["check", "--all-extents", f],
         &["--json", "stress", "--size", "1M", "--duration", "200ms", "--dir", dir],
-        &[
-            "--json",
-            "bench",
-            "--no-fio",
-            "--size",
-            "1M",
-            "--duration",
-            "50ms",
-            "--rounds",
-            "1",
-            "--only",
-            "QD1",
-            "--dir",
-            dir,
-        ],
+        &bench_smoke(true, dir),
     ];
     for args in runs {
         let expect = swapdio(args).status.code();
@@ -101,20 +107,7 @@ fn errnos_are_named_one_way_and_no_debug_form_reaches_the_user() {
         println!("SKIP (bench part): scratch directory is on tmpfs");
         return;
     }
-    let out = swapdio(&[
-        "bench",
-        "--no-fio",
-        "--size",
-        "1M",
-        "--duration",
-        "50ms",
-        "--rounds",
-        "1",
-        "--only",
-        "QD1",
-        "--dir",
-        s.0.to_str().unwrap(),
-    ]);
+    let out = swapdio(&bench_smoke(false, s.0.to_str().unwrap()));
     let all = text(&out.stdout) + &text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(!all.contains("DriverStats {") && !all.contains(" { "), "Debug form in: {all}");
