@@ -469,6 +469,22 @@ fn fio_measure(text: &str, case: &Case) -> Option<Measure> {
 
 // ---- the command ---------------------------------------------------------------------------
 
+/// One table cell: IOPS, MiB/s, p50 and p99 latency (dashes when not measured).
+fn cell(m: Option<Measure>) -> String {
+    match m {
+        Some(m) => format!("{:>8.0} {:>7.1} {:>6.0} {:>6.0}", m.iops, m.mib_s, m.p50_us, m.p99_us),
+        None => format!("{:>8} {:>7} {:>6} {:>6}", "-", "-", "-", "-"),
+    }
+}
+
+/// The table's second header row: the units of each cell.
+fn units_row() -> String {
+    format!(
+        "{:<32} | {:>8} {:>7} {:>6} {:>6} | (same columns)                 | (same columns)                 |",
+        "", "IOPS", "MiB/s", "p50us", "p99us"
+    )
+}
+
 /// The measurement with the median IOPS.
 fn median(mut v: Vec<Measure>) -> Option<Measure> {
     v.sort_by(|a, b| a.iops.total_cmp(&b.iops));
@@ -635,10 +651,6 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
         outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
-    let cell = |m: Option<Measure>| match m {
-        Some(m) => format!("{:>8.0} {:>7.1} {:>6.0} {:>6.0}", m.iops, m.mib_s, m.p50_us, m.p99_us),
-        None => format!("{:>8} {:>7} {:>6} {:>6}", "-", "-", "-", "-"),
-    };
     outln!(
         "{:<32} | {:^30} | {:^30} | {:^30} | {:>6} {:>6}",
         "case",
@@ -648,14 +660,7 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
         "e/raw",
         "e/fio"
     );
-    outln!(
-        "{:<32} | {:>8} {:>7} {:>6} {:>6} | (same columns)                 | (same columns)                 |",
-        "",
-        "IOPS",
-        "MiB/s",
-        "p50us",
-        "p99us"
-    );
+    outln!("{}", units_row());
     for r in &rows {
         outln!(
             "{:<32} | {} | {} | {} | {:>6} {:>6}",

@@ -6,7 +6,7 @@
 //! measured on one connection too (the comparison), and, when the server sets
 //! `NBD_FLAG_CAN_MULTI_CONN`, also on `NbdConfig::connections` connections.
 
-use super::{engine_case, median, BenchEngine, BenchPages, Case, Dir, Measure};
+use super::{cell, engine_case, median, units_row, BenchEngine, BenchPages, Case, Dir, Measure};
 use crate::setup::{activate_for_io, counters_text, make_engine, show_duration, Driver, STOP};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -152,10 +152,6 @@ pub fn bench(args: &super::Args, json: bool, uri: &NbdUri, cases: &[&'static Cas
         outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
-    let cell = |m: Option<Measure>| match m {
-        Some(m) => format!("{:>8.0} {:>7.1} {:>6.0} {:>6.0}", m.iops, m.mib_s, m.p50_us, m.p99_us),
-        None => format!("{:>8} {:>7} {:>6} {:>6}", "-", "-", "-", "-"),
-    };
     outln!(
         "{:<32} | {:^30} | {:^30} | {:^30} | {:>6}",
         "case",
@@ -164,14 +160,7 @@ pub fn bench(args: &super::Args, json: bool, uri: &NbdUri, cases: &[&'static Cas
         "engine+nbd, 4 connections",
         "e/fio"
     );
-    outln!(
-        "{:<32} | {:>8} {:>7} {:>6} {:>6} | (same columns)                 | (same columns)                 |",
-        "",
-        "IOPS",
-        "MiB/s",
-        "p50us",
-        "p99us"
-    );
+    outln!("{}", units_row());
     for r in &rows {
         outln!(
             "{:<32} | {} | {} | {} | {:>6}",
