@@ -71,7 +71,7 @@ fn engine(queue: bool) -> BenchEngine {
     let map = SwapMap::new(vec![MapEntry { first_slot: 0, pages: SLOTS, start: 1 << 20 }], IoMode::Device)
         .expect("one dense extent");
     let backend = NullBackend { queue, last: Cell::new(None) };
-    Engine::new(map, OwnedStorage::new(StorageConfig::default()), backend, NoPages).expect("engine")
+    Engine::new(map, OwnedStorage::new(StorageConfig::default()).expect("storage"), backend, NoPages).expect("engine")
 }
 
 /// The slot of page `i` of iteration starting at `base` (never the header slot 0).

@@ -282,7 +282,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         writes: Mutex::new(Some(sender)),
         flaky_write_pending: AtomicBool::new(true),
     };
-    let engine: RamEngine<'_> = Engine::new(map, OwnedStorage::new(StorageConfig::default()), disk, &pages)?;
+    let engine: RamEngine<'_> = Engine::new(map, OwnedStorage::new(StorageConfig::default())?, disk, &pages)?;
 
     let (failed_writes, worker_completions) = thread::scope(|scope| -> Result<(u64, u64), Box<dyn Error>> {
         let worker = scope.spawn(|| completion_worker(&engine, jobs));

@@ -131,7 +131,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         UringBackend::new(target, arena.clone(), DriverConfig::for_storage(storage))
             .map_err(|e| format!("io_uring unavailable: {e} (check kernel.io_uring_disabled or seccomp)"))?,
     );
-    let engine = Arc::new(Engine::new(map, OwnedStorage::new(storage), backend.clone(), &*PAGES)?);
+    let engine = Arc::new(Engine::new(map, OwnedStorage::new(storage)?, backend.clone(), &*PAGES)?);
     backend.connect(&engine);
 
     // 5a. Swap-out: plugged runs of adjacent small folios (up to 32 per request), and

@@ -1249,12 +1249,16 @@ int swapdio_storage_layout(const struct swapdio_storage_config *config,
  *
  * Returns 0 and sets `*out`, or: `-EFAULT` for a NULL pointer, `-EINVAL` for a
  * misaligned or too small block, an unknown mode, an invalid map, an empty pool, a
- * missing callback, unknown capability bits or capabilities that cannot drive the mode;
- * `-EBUSY` if the storage is in use. `*out` is NULL on failure.
+ * missing callback, unknown capability bits or capabilities that cannot drive the mode,
+ * no sync slot (`storage_config.sync` is 0); `-EBUSY` if the storage or `mem` is in use
+ * by a live engine (checked before anything is written: the storage carries a claim
+ * mark while an engine uses it, cleared by `swapdio_engine_fini`). `*out` is NULL on
+ * failure.
  *
  * # Safety
  * `mem` holds `mem_size` writable bytes and `cfg->storage` holds `cfg->storage_size`
- * writable bytes, neither used by a live engine; `cfg->map` holds `cfg->map_entries`
+ * writable bytes, both initialised (zeroed, or left by `swapdio_engine_fini`: their
+ * first words are read for a live engine's marks); `cfg->map` holds `cfg->map_entries`
  * entries. All three stay valid and untouched until `swapdio_engine_fini` returns 0.
  * The callbacks are valid, thread-safe functions for as long.
  */
@@ -1269,26 +1273,16 @@ int swapdio_engine_init(void *mem,
  * for completions: call again after they arrive. On 0 the engine, storage and map
  * memory belong to the caller again (or are freed, for `swapdio_engine_new`).
  *
- * Returns 0, `-EBUSY`, `-EFAULT` for NULL, `-EINVAL` for a handle already finished.
+ * Returns 0, `-EBUSY`, `-EFAULT` for NULL, `-EINVAL` for a handle already finished
+ * (also for a `swapdio_engine_new` engine, whose freed block is then not read: the
+ * library remembers the engines it allocated).
  *
  * # Safety
- * `engine` is NULL or a live handle; no other call on it runs concurrently.
+ * `engine` is NULL, a live handle, or a handle this function finished (a
+ * `swapdio_engine_init` handle's memory must still be readable); no other call on it
+ * runs concurrently.
  */
 int swapdio_engine_fini(struct swapdio_engine *engine);
-
-#if defined(SWAPDIO_STD)
-/**
- * Allocates an engine, its storage and a copy of the map (feature `std`), then sets
- * it up as `swapdio_engine_init` does; `cfg->storage` and `cfg->storage_size` are
- * ignored. Free with `swapdio_engine_fini`.
- *
- * Returns 0 and sets `*out`, `-ENOMEM`, or `swapdio_engine_init`'s errors.
- *
- * # Safety
- * As `swapdio_engine_init` for `cfg->map` (read only during the call) and the tables.
- */
-int swapdio_engine_new(const struct swapdio_engine_config *cfg, struct swapdio_engine **out);
-#endif
 
 /**
  * Looks up where a slot lives in the engine's map, O(log n) (O(1) for sequential
@@ -1313,7 +1307,9 @@ int swapdio_engine_lookup(const struct swapdio_engine *engine,
  * requests and block swapoff).
  *
  * # Safety
- * `plug` is NULL or writable memory (uninitialised is fine).
+ * `plug` is NULL, or zeroed writable memory (`struct swapdio_plug plug = { 0 };`), or a
+ * plug started before: its first word is read to refuse restarting a plug that holds a
+ * batch.
  */
 int swapdio_plug_start(struct swapdio_plug *plug);
 
@@ -1408,7 +1404,9 @@ int swapdio_read_sync(const struct swapdio_engine *engine,
  * request is accepted.
  *
  * Returns 0, `-EALREADY` for a request not in flight (double or stale completion:
- * nothing is done), `-EINVAL` for an id that names no request slot, `-EFAULT` for NULL.
+ * nothing is done), `-EINVAL` for an id that names no request slot or has a bit set
+ * outside the 16-bit slot index and 47-bit generation (bit 63), `-EFAULT` for NULL.
+ * A stale id is refused until its slot was reused `2^47` times.
  *
  * # Safety
  * `engine` is NULL or a live handle.
@@ -1447,6 +1445,20 @@ const char *swapdio_strerror(int code);
  * one. Never NULL; static storage.
  */
 const char *swapdio_refusal_str(uint32_t refusal);
+
+#if (defined(SWAPDIO_STD) && defined(SWAPDIO_STD))
+/**
+ * Allocates an engine, its storage and a copy of the map (feature `std`), then sets
+ * it up as `swapdio_engine_init` does; `cfg->storage` and `cfg->storage_size` are
+ * ignored. Free with `swapdio_engine_fini`.
+ *
+ * Returns 0 and sets `*out`, `-ENOMEM`, or `swapdio_engine_init`'s errors.
+ *
+ * # Safety
+ * As `swapdio_engine_init` for `cfg->map` (read only during the call) and the tables.
+ */
+int swapdio_engine_new(const struct swapdio_engine_config *cfg, struct swapdio_engine **out);
+#endif
 
 #if !defined(SWAPDIO_STD)
 /**

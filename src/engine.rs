@@ -12,8 +12,8 @@ use crate::backend::{Backend, Submit};
 use crate::caps::{writes_enter_fs, BackendCaps, IoMode};
 use crate::errno::Errno;
 use crate::iocb::{
-    generation, state, ReqFlags, Request, RequestId, RequestSlot, Segment, Storage, PHASE_DONE, PHASE_FREE,
-    PHASE_IN_FLIGHT,
+    building, generation, state, ReqFlags, Request, RequestId, RequestSlot, Segment, Storage, MAX_REQUEST_SLOTS,
+    PHASE_BUILDING, PHASE_DONE, PHASE_FREE, PHASE_IN_FLIGHT, SEALED,
 };
 use crate::map::{MapEntry, MapError, Run, SwapMap};
 use crate::page::{Direction, Folio, FolioId, FsContext, IoFailure, PageOps, SwapEvent, Wake, MAX_FOLIO_PAGES};
@@ -58,6 +58,10 @@ pub enum SwapError {
     /// The plug state belongs to another engine.
     #[error("plug belongs to another engine")]
     ForeignPlug,
+    /// The plug is a stale copy: another copy of it added to or submitted its batch.
+    /// The stale batch was forgotten (never submitted twice); the folio is untouched.
+    #[error("stale plug: a copy of it moved its batch on")]
+    StalePlug,
     /// Deactivation refused: requests are still held or in flight.
     #[error("{in_flight} requests still in flight")]
     Busy {
@@ -83,6 +87,7 @@ impl SwapError {
             SwapError::Deactivated => Errno::EINVAL,
             SwapError::TooFragmented { .. } => Errno::ERANGE,
             SwapError::Busy { .. } => Errno::EBUSY,
+            SwapError::StalePlug => Errno::ESTALE,
             SwapError::Io(f) => f.errno(),
         }
     }
@@ -93,15 +98,15 @@ impl SwapError {
 pub enum CompleteError {
     /// No request slot has that index.
     #[error("no request with index {0}")]
-    UnknownRequest(u32),
+    UnknownRequest(usize),
     /// The request is not in flight under that generation: completed already, or never
     /// submitted. Nothing was done.
     #[error("request {index}/{generation} is not in flight (double or stale completion)")]
     NotInFlight {
         /// Slot index.
-        index: u32,
+        index: usize,
         /// Generation given.
-        generation: u32,
+        generation: u64,
     },
 }
 
@@ -111,12 +116,20 @@ pub enum EngineError {
     /// The async pool has no request.
     #[error("request pool is empty")]
     EmptyPool,
-    /// More request slots than request ids can name.
+    /// More pool and sync slots together than request ids can name
+    /// ([`crate::iocb::MAX_REQUEST_SLOTS`]).
     #[error("too many request slots")]
     TooManySlots,
+    /// No sync slot: `write_sync` and `read_sync` (the kernel's `WB_SYNC_ALL` and
+    /// synchronous swap-in paths, always available there) could never run.
+    #[error("no sync request slot")]
+    NoSyncSlots,
     /// Storage handed in is still in use.
     #[error("request storage is in use")]
     StorageInUse,
+    /// The allocator could not provide the storage ([`crate::OwnedStorage::new`]).
+    #[error("out of memory for the request storage")]
+    OutOfMemory,
     /// The backend cannot do the I/O the map's mode needs.
     #[error("backend lacks the capabilities for {0} mode")]
     CapsMismatch(IoMode),
@@ -191,18 +204,20 @@ where
 {
     /// Sets up the engine over an activated map. The request reserve is `storage`,
     /// fixed from now on: nothing on the I/O path allocates.
+    ///
+    /// The storage is claimed for the engine's lifetime (a mark in its first pool slot,
+    /// released when the engine is dropped): a second engine over storage in use is
+    /// [`EngineError::StorageInUse`], as is storage with a request not free.
     pub fn new(map: SwapMap<M>, storage: S, backend: B, pages: P) -> Result<Self, EngineError> {
         let pool = storage.pool();
-        if pool.is_empty() {
+        let Some(first) = pool.first() else {
             return Err(EngineError::EmptyPool);
+        };
+        if storage.sync().is_empty() {
+            return Err(EngineError::NoSyncSlots);
         }
-        if pool.len() + storage.sync().len() >= u32::MAX as usize {
+        if pool.len().saturating_add(storage.sync().len()) > MAX_REQUEST_SLOTS {
             return Err(EngineError::TooManySlots);
-        }
-        let all_free = pool.iter().chain(storage.sync()).all(RequestSlot::is_free)
-            && storage.splits().iter().all(|s| s.busy.load(Ordering::Acquire) == 0);
-        if !all_free {
-            return Err(EngineError::StorageInUse);
         }
         let caps = backend.caps();
         let mode = map.mode();
@@ -212,6 +227,15 @@ where
         };
         if !capable {
             return Err(EngineError::CapsMismatch(mode));
+        }
+        if !first.claim_storage() {
+            return Err(EngineError::StorageInUse);
+        }
+        let all_free = pool.iter().chain(storage.sync()).all(RequestSlot::is_free)
+            && storage.splits().iter().all(|s| s.busy.load(Ordering::Acquire) == 0);
+        if !all_free {
+            first.release_storage();
+            return Err(EngineError::StorageInUse);
         }
         Ok(Engine {
             map,
@@ -281,12 +305,15 @@ where
     }
 
     /// Submits the plug's held batch, if any (`swap_write_unplug`, `swap_read_unplug`).
+    ///
+    /// A stale copy of a plug (another copy added to or submitted the batch) is
+    /// [`SwapError::StalePlug`]: nothing is submitted and the plug is empty afterwards.
     pub fn finish_plug(&self, plug: &mut PlugState) -> Result<(), SwapError> {
         self.own(plug)?;
-        if let Some(h) = plug.held.take() {
-            self.submit_held(h);
+        match plug.held.take() {
+            Some(h) => self.submit_held(h),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Synchronous swap-out (`WB_SYNC_ALL`): submits with the `SYNC` flag from a
@@ -329,16 +356,16 @@ where
     /// thread, also before the backend's `submit` has returned. `result` is the bytes
     /// transferred or the error. Exactly one completion per request is accepted.
     pub fn complete(&self, id: RequestId, result: Result<u64, Errno>) -> Result<(), CompleteError> {
-        let slot = self.slot_at(id.index as usize).ok_or(CompleteError::UnknownRequest(id.index))?;
+        let slot = self.slot_at(id.index()).ok_or(CompleteError::UnknownRequest(id.index()))?;
         let claimed = slot.state.compare_exchange(
-            state(id.generation, PHASE_IN_FLIGHT),
-            state(id.generation, PHASE_DONE),
+            state(id.generation(), PHASE_IN_FLIGHT),
+            state(id.generation(), PHASE_DONE),
             Ordering::AcqRel,
             Ordering::Relaxed,
         );
         if claimed.is_err() {
             bump(&self.counters.rejected_completions, 1);
-            return Err(CompleteError::NotInFlight { index: id.index, generation: id.generation });
+            return Err(CompleteError::NotInFlight { index: id.index(), generation: id.generation() });
         }
         // Verification only (`--cfg swapdio_broken="release_before_finish"`): drop the
         // completion's reference before the page actions read the request, so a plug's next
@@ -350,7 +377,7 @@ where
         let released = pool::put(slot);
         #[cfg(swapdio_broken = "release_before_finish")]
         let released = false;
-        if id.index as usize >= self.storage.pool().len() {
+        if id.index() >= self.storage.pool().len() {
             // The sync waiter's condition (only its own reference left) now holds.
             self.pages.wake(Wake::Sync);
         } else if released {
@@ -511,7 +538,7 @@ where
         if let Some(h) = plug.held {
             if !h.accepts(dir, run.pos) {
                 plug.held = None;
-                self.submit_held(h);
+                self.submit_held(h)?;
             }
         }
         let mut held = match plug.held {
@@ -522,8 +549,12 @@ where
                 Held { index: index as u32, generation, dir, pos: run.pos, len: 0, nr: 0 }
             }
         };
-        let Some(slot) = self.slot_at(held.index as usize) else {
-            return Err(SwapError::ForeignPlug);
+        // Take segment `nr` of the batch: only the plug whose count is current moves it on
+        // (a stale copy is refused before the folio is touched).
+        let Some(slot) = self.slot_at(held.index as usize).filter(|slot| advance(slot, &held, u64::from(held.nr) + 1))
+        else {
+            plug.held = None;
+            return Err(SwapError::StalePlug);
         };
         self.prelude(dir, &folio);
         let len = folio.pages * PAGE_SIZE as u32;
@@ -532,7 +563,8 @@ where
         held.len += u64::from(len);
         if unplugged || held.nr as usize == crate::iocb::MAX_SEGMENTS {
             plug.held = None;
-            self.submit_held(held);
+            // This call just moved the count on: it is current, the seal cannot fail.
+            let _ = self.submit_held(held);
         } else {
             plug.held = Some(held);
         }
@@ -546,12 +578,16 @@ where
         }
     }
 
-    fn submit_held(&self, h: Held) {
-        if let Some(slot) = self.slot_at(h.index as usize) {
-            let id = RequestId { index: h.index, generation: h.generation };
-            self.submit(slot, id, h.dir, h.pos, h.len, h.nr as usize, ReqFlags::SWAP);
-            self.put_async(slot);
-        }
+    /// Seals a plug's batch (only the plug whose count is current wins) and submits it.
+    fn submit_held(&self, h: Held) -> Result<(), SwapError> {
+        let slot = self
+            .slot_at(h.index as usize)
+            .filter(|slot| h.nr > 0 && advance(slot, &h, SEALED))
+            .ok_or(SwapError::StalePlug)?;
+        let id = RequestId::from_parts(h.index as usize, h.generation);
+        self.submit(slot, id, h.dir, h.pos, h.len, h.nr as usize, ReqFlags::SWAP);
+        self.put_async(slot);
+        Ok(())
     }
 
     /// Hands a built request to the backend with two references (submitter, completion).
@@ -572,7 +608,7 @@ where
         slot.result.store(0, Ordering::Relaxed);
         slot.set_info(nr, dir, flags);
         slot.refs.store(2, Ordering::Relaxed);
-        slot.state.store(state(id.generation, PHASE_IN_FLIGHT), Ordering::Release);
+        slot.state.store(state(id.generation(), PHASE_IN_FLIGHT), Ordering::Release);
         bump(&self.counters.requests_submitted, 1);
         if dir == Direction::Write {
             bump(&self.counters.pages_out, len / PAGE);
@@ -589,7 +625,7 @@ where
     fn queue_split(&self, plug: &mut PlugState, dir: Direction, folio: Folio, run: Run) -> Result<(), SwapError> {
         let parts = self.count_parts(&folio, run)?;
         if let Some(h) = plug.held.take() {
-            self.submit_held(h);
+            self.submit_held(h)?;
         }
         let pool = self.storage.pool();
         self.submit_parts(pool, 0, &self.pool_hint, dir, &folio, parts, ReqFlags::SWAP, true)?;
@@ -641,7 +677,7 @@ where
             let take = run.pages.min(u64::from(folio.pages) - done);
             let generation = generation(slot.state.load(Ordering::Relaxed));
             self.add_segment(slot, 0, folio, (done * PAGE) as u32, (take * PAGE) as u32, group);
-            let id = RequestId { index: (base + i) as u32, generation };
+            let id = RequestId::from_parts(base + i, generation);
             self.submit(slot, id, dir, run.pos, take * PAGE, 1, flags);
             if release {
                 self.put_async(slot);
@@ -787,6 +823,14 @@ where
     }
 }
 
+/// Moves a plug's batch from the count the plug holds to `to` (the next count, or
+/// sealed); false if another copy of the plug moved it first or the slot was reused.
+fn advance(slot: &RequestSlot, held: &Held, to: u64) -> bool {
+    let from = building(held.generation, PHASE_BUILDING, u64::from(held.nr));
+    let to = building(held.generation, PHASE_BUILDING, to);
+    slot.state.compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+}
+
 /// The failure a sync caller sees from a request's stored result.
 fn decode_failure(result: i64, len: u64) -> Option<IoFailure> {
     if result < 0 {
@@ -797,6 +841,21 @@ fn decode_failure(result: i64, len: u64) -> Option<IoFailure> {
         core::cmp::Ordering::Equal => None,
         core::cmp::Ordering::Less => Some(IoFailure::Short { done, expected: len }),
         core::cmp::Ordering::Greater => Some(IoFailure::Overrun { reported: done, expected: len }),
+    }
+}
+
+impl<M, S, B, P> Drop for Engine<M, S, B, P>
+where
+    M: AsRef<[MapEntry]>,
+    S: Storage,
+    B: Backend,
+    P: PageOps,
+{
+    /// Releases the storage's claim: another engine may use it from now on.
+    fn drop(&mut self) {
+        if let Some(first) = self.storage.pool().first() {
+            first.release_storage();
+        }
     }
 }
 

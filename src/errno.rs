@@ -40,6 +40,8 @@ impl Errno {
     pub const ERANGE: Errno = Errno(34);
     /// No data available.
     pub const ENODATA: Errno = Errno(61);
+    /// Stale handle: a copied or already finished plug (`-ESTALE`).
+    pub const ESTALE: Errno = Errno(116);
     /// Operation not supported.
     pub const EOPNOTSUPP: Errno = Errno(95);
     /// The kernel's internal "I/O was queued" marker (`-EIOCBQUEUED`), used only at the C ABI.

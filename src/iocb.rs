@@ -27,23 +27,71 @@ bitflags::bitflags! {
 
 /// Names one use of a request slot: its index and generation. A completion with a
 /// stale generation (a double completion, a completion after reuse) is refused.
+///
+/// Packed into 63 bits ([`RequestId::to_u64`]): the slot index in bits 0..16 and the
+/// generation in bits 16..63; bit 63 is never set, so a driver may use it as a tag of
+/// its own in `user_data`. [`RequestId::from_u64`] refuses a value with any other bit
+/// set ([`MalformedId`]): the kernel compares the whole `kiocb` pointer, never a part of
+/// it. A stale id is refused until its slot has been reused `2^47` times while the stale
+/// holder kept it (at a million reuses of one slot per second, 4.4 years).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RequestId {
-    /// Slot index in the engine's storage (pool first, then sync slots).
-    pub index: u32,
-    /// Generation of the slot when this request was built.
-    pub generation: u32,
+    index: u16,
+    generation: u64,
 }
 
+/// Highest slot index a request id can name: an engine has at most `MAX_REQUEST_SLOTS`
+/// pool and sync slots together.
+pub const MAX_REQUEST_SLOTS: usize = 1 << INDEX_BITS;
+/// Bits of a request id that carry the generation.
+pub const GENERATION_BITS: u32 = 47;
+const INDEX_BITS: u32 = 16;
+pub(crate) const GEN_MASK: u64 = (1 << GENERATION_BITS) - 1;
+
+/// A packed request id with bits set outside the 16-bit slot index and the 47-bit
+/// generation: forged or corrupted, never produced by the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("request id {0:#x} has bits set outside the slot index and generation")]
+pub struct MalformedId(pub u64);
+
 impl RequestId {
-    /// Packs the id into one `u64` (for `user_data`, C callers).
-    pub const fn to_u64(self) -> u64 {
-        ((self.generation as u64) << 32) | self.index as u64
+    /// Builds an id from a slot index and a generation, if both fit (index below
+    /// [`MAX_REQUEST_SLOTS`], generation below `2^47`).
+    pub const fn new(index: usize, generation: u64) -> Option<RequestId> {
+        if index >= MAX_REQUEST_SLOTS || generation > GEN_MASK {
+            return None;
+        }
+        Some(RequestId { index: index as u16, generation })
     }
 
-    /// Unpacks [`RequestId::to_u64`].
-    pub const fn from_u64(v: u64) -> RequestId {
-        RequestId { index: v as u32, generation: (v >> 32) as u32 }
+    /// An id from parts the engine knows to fit (checked at engine setup); masked so an
+    /// out-of-range part can never alias another bit.
+    pub(crate) const fn from_parts(index: usize, generation: u64) -> RequestId {
+        RequestId { index: index as u16, generation: generation & GEN_MASK }
+    }
+
+    /// Slot index in the engine's storage (pool first, then sync slots).
+    pub const fn index(self) -> usize {
+        self.index as usize
+    }
+
+    /// Generation of the slot when this request was built (47 bits).
+    pub const fn generation(self) -> u64 {
+        self.generation
+    }
+
+    /// Packs the id into one `u64` (for `user_data`, C callers); bit 63 is always clear.
+    pub const fn to_u64(self) -> u64 {
+        (self.generation << INDEX_BITS) | self.index as u64
+    }
+
+    /// Unpacks [`RequestId::to_u64`]; any bit outside the index and generation (bit 63)
+    /// is [`MalformedId`].
+    pub const fn from_u64(v: u64) -> Result<RequestId, MalformedId> {
+        if v >> (INDEX_BITS + GENERATION_BITS) != 0 {
+            return Err(MalformedId(v));
+        }
+        Ok(RequestId { index: v as u16, generation: v >> INDEX_BITS })
     }
 }
 
@@ -58,24 +106,39 @@ pub struct Segment {
     pub len: u32,
 }
 
-pub(crate) const PHASE_FREE: u32 = 0;
-pub(crate) const PHASE_BUILDING: u32 = 1;
-pub(crate) const PHASE_IN_FLIGHT: u32 = 2;
-pub(crate) const PHASE_DONE: u32 = 3;
-const PHASE_MASK: u32 = 3;
-const GEN_MASK: u32 = u32::MAX >> 2;
+pub(crate) const PHASE_FREE: u64 = 0;
+pub(crate) const PHASE_BUILDING: u64 = 1;
+pub(crate) const PHASE_IN_FLIGHT: u64 = 2;
+pub(crate) const PHASE_DONE: u64 = 3;
+const PHASE_MASK: u64 = 3;
+/// Bits 2..8 of the state: while building, the folios added so far (0..=32), or
+/// [`SEALED`] once one plug's finish won the right to submit it. Every plug step
+/// compares and swaps the whole word, so a copy of a plug (a C struct copy, a
+/// duplicated Rust value) can neither add to nor submit a batch another copy moved on.
+const COUNT_SHIFT: u32 = 2;
+const COUNT_MASK: u64 = 0x3f;
+/// The count value of a batch being submitted.
+pub(crate) const SEALED: u64 = COUNT_MASK;
+const GEN_SHIFT: u32 = 8;
 
-pub(crate) const fn phase(state: u32) -> u32 {
+pub(crate) const fn phase(state: u64) -> u64 {
     state & PHASE_MASK
 }
-pub(crate) const fn generation(state: u32) -> u32 {
-    state >> 2
+pub(crate) const fn generation(state: u64) -> u64 {
+    (state >> GEN_SHIFT) & GEN_MASK
 }
-pub(crate) const fn state(generation: u32, phase: u32) -> u32 {
-    ((generation & GEN_MASK) << 2) | phase
+pub(crate) const fn state(generation: u64, phase: u64) -> u64 {
+    building(generation, phase, 0)
+}
+/// A state word with a batch count.
+pub(crate) const fn building(generation: u64, phase: u64, count: u64) -> u64 {
+    ((generation & GEN_MASK) << GEN_SHIFT) | ((count & COUNT_MASK) << COUNT_SHIFT) | (phase & PHASE_MASK)
 }
 
 const META_ZERO_PAGE: u32 = 1;
+
+/// The mark an engine leaves in the first pool slot of its storage while it lives.
+const STORAGE_CLAIMED: u32 = u32::from_be_bytes(*b"SwIO");
 
 #[derive(Debug)]
 pub(crate) struct SegmentSlot {
@@ -90,7 +153,11 @@ pub(crate) struct SegmentSlot {
 /// may provide it as plain memory.
 #[derive(Debug)]
 pub struct RequestSlot {
-    pub(crate) state: AtomicU32,
+    /// generation << 8 | batch count << 2 | phase.
+    pub(crate) state: AtomicU64,
+    /// In the first pool slot only: [`STORAGE_CLAIMED`] while an engine uses the storage
+    /// (checked before anything in the storage is touched).
+    pub(crate) claim: AtomicU32,
     pub(crate) refs: AtomicU32,
     /// nr segments | dir << 8 | flags << 16
     pub(crate) info: AtomicU32,
@@ -113,7 +180,8 @@ impl RequestSlot {
     /// A free slot.
     pub fn new() -> Self {
         RequestSlot {
-            state: AtomicU32::new(0),
+            state: AtomicU64::new(0),
+            claim: AtomicU32::new(0),
             refs: AtomicU32::new(0),
             info: AtomicU32::new(0),
             next: AtomicU32::new(u32::MAX),
@@ -162,6 +230,26 @@ impl RequestSlot {
     /// Whether the slot is free (not building, in flight or awaiting release).
     pub fn is_free(&self) -> bool {
         phase(self.state.load(Ordering::Acquire)) == PHASE_FREE
+    }
+
+    /// Whether this slot, the first of a storage's pool, carries the claim of a live
+    /// engine (the storage is in use: a second engine over it is refused before any of
+    /// it is reset). A C caller's raw storage may be checked with this before it is
+    /// initialised: any bit pattern is a valid `RequestSlot`.
+    pub fn storage_claimed(&self) -> bool {
+        self.claim.load(Ordering::Acquire) == STORAGE_CLAIMED
+    }
+
+    /// Claims the storage whose first pool slot this is; false if already claimed.
+    pub(crate) fn claim_storage(&self) -> bool {
+        let cur = self.claim.load(Ordering::Acquire);
+        cur != STORAGE_CLAIMED
+            && self.claim.compare_exchange(cur, STORAGE_CLAIMED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Releases [`RequestSlot::claim_storage`].
+    pub(crate) fn release_storage(&self) {
+        self.claim.store(0, Ordering::Release);
     }
 }
 
@@ -340,14 +428,24 @@ pub struct OwnedStorage {
 
 #[cfg(feature = "alloc")]
 impl OwnedStorage {
-    /// Allocates storage of the given sizes.
-    pub fn new(config: StorageConfig) -> Self {
-        let slots = |n: usize| (0..n).map(|_| RequestSlot::new()).collect::<alloc::vec::Vec<_>>().into_boxed_slice();
-        OwnedStorage {
-            pool: slots(config.pool),
-            sync: slots(config.sync),
-            splits: (0..config.splits).map(|_| SplitSlot::new()).collect::<alloc::vec::Vec<_>>().into_boxed_slice(),
+    /// Allocates storage of the given sizes: [`crate::EngineError::TooManySlots`] for more
+    /// pool and sync slots than request ids can name, [`crate::EngineError::OutOfMemory`]
+    /// if the allocator cannot provide it (never a capacity-overflow panic).
+    pub fn new(config: StorageConfig) -> Result<Self, crate::EngineError> {
+        if config.pool.saturating_add(config.sync) > MAX_REQUEST_SLOTS {
+            return Err(crate::EngineError::TooManySlots);
         }
+        fn table<T>(n: usize, make: fn() -> T) -> Result<alloc::boxed::Box<[T]>, crate::EngineError> {
+            let mut v = alloc::vec::Vec::new();
+            v.try_reserve_exact(n).map_err(|_| crate::EngineError::OutOfMemory)?;
+            v.extend((0..n).map(|_| make()));
+            Ok(v.into_boxed_slice())
+        }
+        Ok(OwnedStorage {
+            pool: table(config.pool, RequestSlot::new)?,
+            sync: table(config.sync, RequestSlot::new)?,
+            splits: table(config.splits, SplitSlot::new)?,
+        })
     }
 }
 

@@ -105,7 +105,8 @@ pub use header::{HeaderError, HeaderLimits, SwapHeader};
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use iocb::OwnedStorage;
 pub use iocb::{
-    ReqFlags, Request, RequestId, RequestSlot, Segment, SplitSlot, Storage, StorageConfig, StorageRef, MAX_SEGMENTS,
+    MalformedId, ReqFlags, Request, RequestId, RequestSlot, Segment, SplitSlot, Storage, StorageConfig, StorageRef,
+    MAX_REQUEST_SLOTS, MAX_SEGMENTS,
 };
 pub use map::{MapEntry, MapError, Run, SwapMap};
 pub use page::{Direction, Folio, FolioId, FsContext, IoFailure, PageOps, SwapEvent, Wake, MAX_FOLIO_PAGES};

@@ -5,6 +5,12 @@
 //! the caller owns the plug for the length of a batch (a reclaim list, a readahead
 //! window); the engine flushes it when the next folio is not adjacent, when 32 folios
 //! are held, and when the caller finishes the batch. [`Plug`] finishes on drop.
+//!
+//! **Better than the kernel:** a plug cannot submit a batch twice. [`PlugState`] is
+//! neither `Copy` nor `Clone`, and every step of a batch (adding a folio, submitting
+//! it) is a compare-and-swap on the request's state word, which counts the folios added
+//! so far: a bitwise copy of a plug (a C struct copy, `ptr::read`) that falls behind is
+//! refused with [`SwapError::StalePlug`] and its stale batch forgotten, never submitted.
 
 use crate::backend::Backend;
 use crate::engine::{Engine, SwapError};
@@ -16,7 +22,7 @@ use crate::page::{Direction, Folio, FsContext, PageOps};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Held {
     pub(crate) index: u32,
-    pub(crate) generation: u32,
+    pub(crate) generation: u64,
     pub(crate) dir: Direction,
     pub(crate) pos: u64,
     pub(crate) len: u64,
@@ -26,16 +32,23 @@ pub(crate) struct Held {
 impl Held {
     /// Whether a folio at `pos` going `dir` can join this batch.
     pub(crate) fn accepts(&self, dir: Direction, pos: u64) -> bool {
-        self.dir == dir && self.pos + self.len == pos && (self.nr as usize) < crate::iocb::MAX_SEGMENTS
+        self.dir == dir && self.pos.checked_add(self.len) == Some(pos) && (self.nr as usize) < crate::iocb::MAX_SEGMENTS
     }
 }
 
-/// The caller-owned state of a plug: at most one request being filled.
+/// The caller-owned state of a plug: at most one request being filled. The low-level
+/// form of [`Plug`], for callers that cannot keep a borrow of the engine (the C ABI,
+/// a harness owning both).
 ///
 /// A `PlugState` belongs to one engine from its first use on; using it with another
-/// engine is [`SwapError::ForeignPlug`]. Finish it with [`Engine::finish_plug`] (or use
-/// the RAII [`Plug`]): a held batch is not submitted until then.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// engine is [`SwapError::ForeignPlug`]. Finish it with [`Engine::finish_plug`]: a held
+/// batch is not submitted until then, and a `PlugState` dropped while it holds one
+/// strands that request (its folios stay in writeback and [`Engine::deactivate`] reports
+/// [`SwapError::Busy`]); check [`PlugState::held_folios`], or use the RAII [`Plug`],
+/// which finishes on drop. Not `Clone`: a bitwise copy that another copy moved past is
+/// refused with [`SwapError::StalePlug`].
+#[derive(Debug, Default)]
+#[must_use = "a plug's held batch is submitted only by Engine::finish_plug"]
 pub struct PlugState {
     pub(crate) held: Option<Held>,
     pub(crate) owner: usize,
@@ -94,7 +107,8 @@ where
 
     /// Submits the held batch now.
     pub fn flush(&mut self) {
-        // A Plug's state always belongs to its own engine.
+        // A Plug's state always belongs to its own engine and cannot be copied: the only
+        // refusal (a stale copy) cannot happen here.
         let _ = self.engine.finish_plug(&mut self.state);
     }
 }

@@ -12,7 +12,7 @@ use crate::sync::{AtomicUsize, Ordering};
 pub(crate) const CHAIN_END: u32 = u32::MAX;
 
 /// Claims one free slot, scanning from `hint`. Returns its index and generation.
-pub(crate) fn claim(slots: &[RequestSlot], hint: &AtomicUsize) -> Option<(usize, u32)> {
+pub(crate) fn claim(slots: &[RequestSlot], hint: &AtomicUsize) -> Option<(usize, u64)> {
     let n = slots.len();
     if n == 0 {
         return None;
@@ -104,6 +104,8 @@ pub(crate) fn put(slot: &RequestSlot) -> bool {
         return false;
     }
     let gen = generation(slot.state.load(Ordering::Relaxed));
+    // The generation wraps within its 47 bits (`state` masks it): a stale id is refused
+    // until the slot has been reused 2^47 times.
     slot.state.store(state(gen.wrapping_add(1), PHASE_FREE), Ordering::Release);
     true
 }

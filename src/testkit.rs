@@ -473,7 +473,7 @@ impl TestWorld {
         map: SwapMap<Vec<MapEntry>>,
         config: crate::iocb::StorageConfig,
     ) -> Result<WorldEngine<'_>, crate::engine::EngineError> {
-        crate::engine::Engine::new(map, crate::iocb::OwnedStorage::new(config), &self.dev, &self.pages)
+        crate::engine::Engine::new(map, crate::iocb::OwnedStorage::new(config)?, &self.dev, &self.pages)
     }
 
     /// Readies `folio` for swap-out: its memory filled with `fill` (one byte per page

@@ -63,8 +63,9 @@ fn uring_rig(name: &str, slots: u64, file_pages: usize, tail: usize, faults: Fau
     let config = DriverConfig { faults, ..DriverConfig::for_storage(storage) };
     let backend = Arc::new(UringBackend::new(Target::file(&file.0).unwrap(), arena.clone(), config).unwrap());
     let pages: &'static MemPages = Box::leak(Box::new(MemPages::new()));
-    let engine =
-        Arc::new(Engine::new(file_map(slots).unwrap(), OwnedStorage::new(storage), backend.clone(), pages).unwrap());
+    let engine = Arc::new(
+        Engine::new(file_map(slots).unwrap(), OwnedStorage::new(storage).unwrap(), backend.clone(), pages).unwrap(),
+    );
     assert!(backend.connect(&engine));
     Rig { arena, backend, engine, pages, _file: file }
 }
@@ -257,7 +258,7 @@ fn stale_user_data_is_dropped_and_never_completes_a_reused_slot() {
     let uring = Arc::new(UringBackend::new(Target::file(&file.0).unwrap(), arena.clone(), config).unwrap());
     let rec = Recording { inner: uring.clone(), ids: Default::default() };
     let pages: &'static MemPages = Box::leak(Box::new(MemPages::new()));
-    let engine = Arc::new(Engine::new(file_map(64).unwrap(), OwnedStorage::new(storage), rec, pages).unwrap());
+    let engine = Arc::new(Engine::new(file_map(64).unwrap(), OwnedStorage::new(storage).unwrap(), rec, pages).unwrap());
     assert!(uring.connect(&engine));
     pages.prepare_read(FolioId(1));
     engine.read(None, Folio::small(1, 1)).unwrap();
@@ -269,8 +270,8 @@ fn stale_user_data_is_dropped_and_never_completes_a_reused_slot() {
     engine.read(None, Folio::small(2, 2)).unwrap();
     wait_idle(&*engine);
     let new = engine.backend().ids.lock().unwrap()[1];
-    assert_eq!(old.index, new.index);
-    assert_ne!(old.generation, new.generation);
+    assert_eq!(old.index(), new.index());
+    assert_ne!(old.generation(), new.generation());
     uring.post_nop(old.to_u64()).unwrap();
     uring.post_nop(new.to_u64()).unwrap();
     let t = Instant::now();
@@ -341,8 +342,9 @@ fn spied_engine(file: &Scratch) -> (Arc<UringBackend>, Arc<SpiedEngine>) {
         on_submitter: AtomicU64::new(0),
         elsewhere: AtomicU64::new(0),
     };
-    let engine =
-        Arc::new(Engine::new(file_map(1024).unwrap(), OwnedStorage::new(storage), uring.clone(), spy).unwrap());
+    let engine = Arc::new(
+        Engine::new(file_map(1024).unwrap(), OwnedStorage::new(storage).unwrap(), uring.clone(), spy).unwrap(),
+    );
     assert!(uring.connect(&engine));
     (uring, engine)
 }
@@ -448,7 +450,8 @@ fn pread_rig(name: &str, faults: FaultConfig) -> (Scratch, Arc<Arena>, PreadEngi
     let backend = PreadBackend::new(Target::file(&file.0).unwrap(), arena.clone(), faults);
     let pages: &'static MemPages = Box::leak(Box::new(MemPages::new()));
     let engine =
-        Engine::new(file_map(64).unwrap(), OwnedStorage::new(StorageConfig::default()), backend, pages).unwrap();
+        Engine::new(file_map(64).unwrap(), OwnedStorage::new(StorageConfig::default()).unwrap(), backend, pages)
+            .unwrap();
     (file, arena, engine, pages)
 }
 

@@ -937,19 +937,19 @@ fn double_and_stale_completions_are_refused_and_do_nothing() {
     e.write(None, f, MAY).unwrap();
     let [(a, ra)] = w.dev.take_queued()[..] else { panic!("one queued request") };
     e.complete(a, ra).unwrap();
-    assert_eq!(e.complete(a, ra), Err(CompleteError::NotInFlight { index: a.index, generation: a.generation }));
+    assert_eq!(e.complete(a, ra), Err(CompleteError::NotInFlight { index: a.index(), generation: a.generation() }));
     assert_eq!(write_state(&w, f.id), WROTE);
     // The slot is reused under a new generation; the old id cannot complete it.
     let g = Folio::small(2, 2);
     w.prepare_write(g, 1);
     e.write(None, g, MAY).unwrap();
     let [(b, rb)] = w.dev.take_queued()[..] else { panic!("one queued request") };
-    assert_eq!(b.index, a.index);
-    assert_ne!(b.generation, a.generation);
+    assert_eq!(b.index(), a.index());
+    assert_ne!(b.generation(), a.generation());
     assert!(matches!(e.complete(a, Err(Errno::EIO)), Err(CompleteError::NotInFlight { .. })));
     assert_eq!(write_state(&w, g.id), WRITE_IN_FLIGHT, "the stale completion did nothing");
-    assert_eq!(e.complete(RequestId { index: 999, generation: 0 }, Ok(0)), Err(CompleteError::UnknownRequest(999)));
-    assert_eq!(e.complete(RequestId::from_u64(b.to_u64()), rb), Ok(()));
+    assert_eq!(e.complete(RequestId::from_u64(999).unwrap(), Ok(0)), Err(CompleteError::UnknownRequest(999)));
+    assert_eq!(e.complete(RequestId::from_u64(b.to_u64()).unwrap(), rb), Ok(()));
     assert_eq!(write_state(&w, g.id), WROTE);
     let st = e.stats();
     assert_eq!((st.requests_completed, st.rejected_completions), (2, 2));

@@ -422,7 +422,7 @@ fn run(seed: u64, ops: usize) -> (FaultStats, Counts) {
     let dev: &Dev<'_> = &FaultyBackend::new(&device, faults, delay).with_transfer_limit(limit);
     let pages = &MemPages::new();
     // Three sync slots: a folio over the one-page extent needs three requests.
-    let storage = OwnedStorage::new(StorageConfig { pool: 6, sync: 3, splits: 3 });
+    let storage = OwnedStorage::new(StorageConfig { pool: 6, sync: 3, splits: 3 }).unwrap();
     let engine = &Engine::new(activate_map(), storage, dev, pages).expect("engine");
     let slots = engine.map().slots() as usize;
     let mut r = Run {

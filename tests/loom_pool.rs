@@ -30,7 +30,7 @@ fn pool_never_hands_out_a_request_twice_nor_loses_one() {
         // After the race, a third use of the pool must get a fresh (slot, generation).
         engine.write(None, Folio::small(3, 6), FsContext::MayEnterFs).expect("pool is free again");
         ids.extend(complete_n(&engine, &boxes, 2, 1, |_, len| Ok(len)));
-        let mut uses: Vec<_> = ids.iter().map(|id| (id.index, id.generation)).collect();
+        let mut uses: Vec<_> = ids.iter().map(|id| (id.index(), id.generation())).collect();
         uses.sort_unstable();
         uses.dedup();
         assert_eq!(uses.len(), 3, "each request use has its own (slot, generation): {ids:?}");

@@ -33,15 +33,15 @@ fn refcount_exactly_one_completion_and_one_release_per_request() {
         write_until_accepted(&engine, Folio::small(1, 1));
         write_until_accepted(&engine, Folio::small(2, 3));
         let (first, second) = completer.join().expect("completer");
-        assert_eq!(second.index, first.index);
-        assert_eq!(second.generation, first.generation + 1, "the slot was released exactly once between uses");
+        assert_eq!(second.index(), first.index());
+        assert_eq!(second.generation(), first.generation() + 1, "the slot was released exactly once between uses");
         assert_written_once(&pages, 1);
         assert_written_once(&pages, 2);
         assert_quiescent(&engine, &pages, 1);
         // A third use proves the second request was released exactly once too.
         engine.write(None, Folio::small(3, 5), FsContext::MayEnterFs).expect("pool is free again");
         let (third, len) = boxes.take(0).expect("third request queued");
-        assert_eq!(third.generation, second.generation + 1, "second request released exactly once");
+        assert_eq!(third.generation(), second.generation() + 1, "second request released exactly once");
         engine.complete(third, Ok(len)).expect("third completion");
         assert_written_once(&pages, 3);
         assert_quiescent(&engine, &pages, 1);
@@ -67,7 +67,7 @@ fn refcount_sync_waiter_releases_once_after_completion() {
         let err = engine.write_sync(Folio::small(2, 2), FsContext::MayEnterFs, loom::thread::yield_now);
         assert_eq!(err, Err(SwapError::Io(IoFailure::Errno(Errno::EIO))));
         let ids = completer.join().expect("completer");
-        assert_eq!(ids[1].generation, ids[0].generation + 1, "sync slot released exactly once");
+        assert_eq!(ids[1].generation(), ids[0].generation() + 1, "sync slot released exactly once");
         assert_written_once(&pages, 1);
         let s = pages.state(FolioId(2));
         assert!(s.dirty && !s.writeback && s.writeback_ends == 1, "failed sync write redirtied once: {s:?}");

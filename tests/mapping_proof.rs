@@ -179,7 +179,7 @@ fn device_mode_pages_read_back_identically_through_the_file() {
     assert!(matches!(target, Target::Device { .. }));
     let uring = Arc::new(UringBackend::new(target, arena.clone(), DriverConfig::for_storage(storage)).unwrap());
     let pages: &'static MemPages = Box::leak(Box::new(MemPages::new()));
-    let engine = Arc::new(Engine::new(map, OwnedStorage::new(storage), uring.clone(), pages).unwrap());
+    let engine = Arc::new(Engine::new(map, OwnedStorage::new(storage).unwrap(), uring.clone(), pages).unwrap());
     assert!(uring.connect(&engine));
     for first in (1..1024u64).step_by(32) {
         let mut plug = engine.plug();
@@ -223,9 +223,13 @@ fn device_mode_pages_read_back_identically_through_the_file() {
     let target = Target::device_for(&layout, &entries).unwrap();
     let pread = PreadBackend::new(target, arena.clone(), swapdio::fault::FaultConfig::NONE);
     let pages2 = MemPages::new();
-    let engine =
-        Engine::new(SwapMap::new(entries.clone(), IoMode::Device).unwrap(), OwnedStorage::new(storage), pread, &pages2)
-            .unwrap();
+    let engine = Engine::new(
+        SwapMap::new(entries.clone(), IoMode::Device).unwrap(),
+        OwnedStorage::new(storage).unwrap(),
+        pread,
+        &pages2,
+    )
+    .unwrap();
     for s in 1..1024u64 {
         arena.copy_in(s as usize, &stamp(s ^ 0x55));
         pages2.prepare_write(FolioId(s));

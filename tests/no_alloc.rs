@@ -153,8 +153,8 @@ impl Backend for TableBackend {
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 Submit::Done(Ok(req.len() / 2))
             }
-            n if n % 2 == 0 && (id.index as usize) < SLOTS_TRACKED => {
-                let i = id.index as usize;
+            n if n % 2 == 0 && id.index() < SLOTS_TRACKED => {
+                let i = id.index();
                 self.pending_len[i].store(req.len(), Ordering::Relaxed);
                 self.pending[i].store(id.to_u64() | PRESENT, Ordering::Release);
                 self.queued.fetch_add(1, Ordering::Relaxed);
@@ -175,7 +175,7 @@ fn drain(engine: &E<'_>, backend: &TableBackend) -> u64 {
         if v != 0 {
             let len = backend.pending_len[i].load(Ordering::Relaxed);
             // A refusal would mean a bookkeeping bug; it is counted by the engine's stats.
-            let _ = engine.complete(RequestId::from_u64(v & !PRESENT), Ok(len));
+            let _ = engine.complete(RequestId::from_u64(v & !PRESENT).expect("engine ids fit"), Ok(len));
             n += 1;
         }
     }
@@ -228,7 +228,8 @@ fn no_allocation_on_the_io_path() {
     let backend = TableBackend::new();
     let pages = CountingPages::default();
     let map = device_map(&[(256, 1000), (256, 5000)]).unwrap();
-    let engine: E<'_> = Engine::new(map, OwnedStorage::new(StorageConfig::default()), &backend, &pages).unwrap();
+    let engine: E<'_> =
+        Engine::new(map, OwnedStorage::new(StorageConfig::default()).unwrap(), &backend, &pages).unwrap();
     let stop = AtomicBool::new(false);
     let ready = AtomicBool::new(false);
     let completed = std::thread::scope(|s| {

@@ -28,7 +28,7 @@ fn smoke_write_read_roundtrip() {
     let mem = FolioMemory::new();
     let dev = MemDevice::new(BackendCaps::BLOCK_DEVICE, 16 << 20, mem.clone());
     let pages = MemPages::new();
-    let engine = Engine::new(map, OwnedStorage::new(StorageConfig::default()), &dev, &pages).unwrap();
+    let engine = Engine::new(map, OwnedStorage::new(StorageConfig::default()).unwrap(), &dev, &pages).unwrap();
     {
         let mut plug = engine.plug();
         for s in 1..40u64 {

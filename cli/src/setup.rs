@@ -377,7 +377,8 @@ pub fn make_engine<P: PageOps + Send + Sync + 'static>(
         Driver::Nbd(n) => (None, Some(n.clone())),
     };
     let engine = Arc::new(
-        Engine::new(map, OwnedStorage::new(storage), driver, pages).map_err(|e| format!("engine setup: {e}"))?,
+        Engine::new(map, OwnedStorage::new(storage).map_err(|e| format!("engine storage: {e}"))?, driver, pages)
+            .map_err(|e| format!("engine setup: {e}"))?,
     );
     if let Some(u) = uring {
         u.connect(&engine);

@@ -35,17 +35,17 @@ const PLUG_MAGIC: u64 = u64::from_be_bytes(*b"swapdioP");
 /// A block this library allocated (`swapdio_engine_new`); null when the caller owns it.
 #[derive(Clone, Copy)]
 #[cfg_attr(not(feature = "std"), allow(dead_code))]
-struct HeapBlock {
-    ptr: *mut u8,
-    size: usize,
-    align: usize,
+pub(crate) struct HeapBlock {
+    pub(crate) ptr: *mut u8,
+    pub(crate) size: usize,
+    pub(crate) align: usize,
 }
 
-const NO_HEAP: HeapBlock = HeapBlock { ptr: core::ptr::null_mut(), size: 0, align: 1 };
+pub(crate) const NO_HEAP: HeapBlock = HeapBlock { ptr: core::ptr::null_mut(), size: 0, align: 1 };
 
 /// What lives in the engine memory.
 #[repr(C)]
-struct EngineObj {
+pub(crate) struct EngineObj {
     magic: AtomicU64,
     /// Engine, storage and map blocks when allocated by `swapdio_engine_new`.
     heap: [HeapBlock; 3],
@@ -84,8 +84,8 @@ pub unsafe extern "C" fn swapdio_engine_layout(out: *mut swapdio_mem_layout) -> 
 
 /// The storage block: pool slots, then sync slots, then split trackers, then one
 /// `swapdio_io` with its private backend space per request slot (pool, then sync).
-struct StorageLayout {
-    layout: Layout,
+pub(crate) struct StorageLayout {
+    pub(crate) layout: Layout,
     sync_off: usize,
     splits_off: usize,
     ios_off: usize,
@@ -99,7 +99,7 @@ const BACKEND_DATA_ALIGN: usize = 16;
 /// Offset of the private backend space after a request's `swapdio_io`.
 const BACKEND_DATA_OFF: usize = size_of::<swapdio_io>().next_multiple_of(BACKEND_DATA_ALIGN);
 
-fn storage_layout(c: &swapdio_storage_config) -> Result<StorageLayout, i32> {
+pub(crate) fn storage_layout(c: &swapdio_storage_config) -> Result<StorageLayout, i32> {
     if c.pool == 0 {
         return Err(neg(EINVAL));
     }
@@ -157,7 +157,7 @@ fn mode_of(v: u32) -> Option<IoMode> {
 /// # Safety
 /// `mem` is valid for `mem_size` writable bytes; the pointers in `cfg` satisfy
 /// `swapdio_engine_init`'s contract.
-unsafe fn init_in(
+pub(crate) unsafe fn init_in(
     mem: *mut u8,
     mem_size: usize,
     cfg: &swapdio_engine_config,
@@ -165,6 +165,12 @@ unsafe fn init_in(
 ) -> Result<*mut swapdio_engine, i32> {
     let l = Layout::new::<EngineObj>();
     check_block(mem, mem_size, l.size(), l.align())?;
+    // SAFETY: `mem` is non-null, aligned for `EngineObj` and large enough (checked); its
+    // first field is the magic word, an integer, and the caller guarantees the bytes
+    // readable. A live engine there is refused before anything is overwritten.
+    if unsafe { &*mem.cast::<AtomicU64>() }.load(Ordering::Acquire) == ENGINE_MAGIC {
+        return Err(neg(EBUSY));
+    }
     let mode = mode_of(cfg.mode).ok_or(neg(EINVAL))?;
     if cfg.reserved != 0 || cfg.map_entries == 0 {
         return Err(neg(EINVAL));
@@ -185,6 +191,14 @@ unsafe fn init_in(
     let sl = storage_layout(&sc)?;
     let base = cfg.storage.cast::<u8>();
     check_block(base, cfg.storage_size, sl.layout.size(), sl.layout.align())?;
+    // Storage a live engine uses carries its claim: refuse it before resetting anything
+    // (the reset would erase that engine's requests in flight).
+    // SAFETY: `base` is non-null, aligned for `RequestSlot` and large enough for at least
+    // one (checked: the pool has at least one slot); every bit pattern is a valid
+    // `RequestSlot` (integers in atomics), and the caller guarantees the bytes readable.
+    if unsafe { &*base.cast::<RequestSlot>() }.storage_claimed() {
+        return Err(neg(EBUSY));
+    }
     // SAFETY: `ios_off` is inside the checked block (from `Layout::extend`); the request
     // area holds `pool + sync` strides of `io_stride` bytes, owned by the engine.
     let backend = backend.with_requests(RequestArea {
@@ -224,6 +238,11 @@ unsafe fn init_in(
     // SAFETY: `mem` is non-null, aligned for and at least as large as `EngineObj`
     // (checked), writable by the caller's contract.
     unsafe { obj.write(EngineObj { magic: AtomicU64::new(ENGINE_MAGIC), heap, engine }) };
+    // Caller memory at an address a finished `swapdio_engine_new` engine once had.
+    #[cfg(feature = "std")]
+    if heap[0].ptr.is_null() {
+        crate::heap::forget(obj.cast());
+    }
     Ok(obj.cast::<swapdio_engine>())
 }
 
@@ -235,12 +254,16 @@ unsafe fn init_in(
 ///
 /// Returns 0 and sets `*out`, or: `-EFAULT` for a NULL pointer, `-EINVAL` for a
 /// misaligned or too small block, an unknown mode, an invalid map, an empty pool, a
-/// missing callback, unknown capability bits or capabilities that cannot drive the mode;
-/// `-EBUSY` if the storage is in use. `*out` is NULL on failure.
+/// missing callback, unknown capability bits or capabilities that cannot drive the mode,
+/// no sync slot (`storage_config.sync` is 0); `-EBUSY` if the storage or `mem` is in use
+/// by a live engine (checked before anything is written: the storage carries a claim
+/// mark while an engine uses it, cleared by `swapdio_engine_fini`). `*out` is NULL on
+/// failure.
 ///
 /// # Safety
 /// `mem` holds `mem_size` writable bytes and `cfg->storage` holds `cfg->storage_size`
-/// writable bytes, neither used by a live engine; `cfg->map` holds `cfg->map_entries`
+/// writable bytes, both initialised (zeroed, or left by `swapdio_engine_fini`: their
+/// first words are read for a live engine's marks); `cfg->map` holds `cfg->map_entries`
 /// entries. All three stay valid and untouched until `swapdio_engine_fini` returns 0.
 /// The callbacks are valid, thread-safe functions for as long.
 #[no_mangle]
@@ -263,7 +286,7 @@ pub unsafe extern "C" fn swapdio_engine_init(
 ///
 /// # Safety
 /// `out` is NULL or writable; `cfg` is NULL or valid for the call.
-unsafe fn construct(
+pub(crate) unsafe fn construct(
     cfg: *const swapdio_engine_config,
     out: *mut *mut swapdio_engine,
     make: impl FnOnce(&swapdio_engine_config) -> Result<*mut swapdio_engine, c_int>,
@@ -319,12 +342,23 @@ unsafe fn with_engine(e: *const swapdio_engine, f: impl FnOnce(&CEngine) -> i32)
 /// for completions: call again after they arrive. On 0 the engine, storage and map
 /// memory belong to the caller again (or are freed, for `swapdio_engine_new`).
 ///
-/// Returns 0, `-EBUSY`, `-EFAULT` for NULL, `-EINVAL` for a handle already finished.
+/// Returns 0, `-EBUSY`, `-EFAULT` for NULL, `-EINVAL` for a handle already finished
+/// (also for a `swapdio_engine_new` engine, whose freed block is then not read: the
+/// library remembers the engines it allocated).
 ///
 /// # Safety
-/// `engine` is NULL or a live handle; no other call on it runs concurrently.
+/// `engine` is NULL, a live handle, or a handle this function finished (a
+/// `swapdio_engine_init` handle's memory must still be readable); no other call on it
+/// runs concurrently.
 #[no_mangle]
 pub unsafe extern "C" fn swapdio_engine_fini(engine: *mut swapdio_engine) -> c_int {
+    // An engine `swapdio_engine_new` allocated is looked up before its memory is read:
+    // once finished its block is freed, and a second fini must not touch it.
+    #[cfg(feature = "std")]
+    let _heap_guard = match crate::heap::enter_fini(engine) {
+        Ok(guard) => guard,
+        Err(e) => return e,
+    };
     // SAFETY: forwarded from this function's contract.
     let o = match unsafe { obj(engine) } {
         Ok(o) => o,
@@ -342,6 +376,10 @@ pub unsafe extern "C" fn swapdio_engine_fini(engine: *mut swapdio_engine) -> c_i
     // call uses it); nothing borrows it past this point.
     unsafe { core::ptr::drop_in_place(core::ptr::addr_of_mut!((*p).engine)) };
     #[cfg(feature = "std")]
+    if let Some(guard) = _heap_guard {
+        guard.finished();
+    }
+    #[cfg(feature = "std")]
     for b in heap.iter().rev() {
         if !b.ptr.is_null() {
             // SAFETY: the block was allocated by `swapdio_engine_new` with this exact
@@ -352,70 +390,6 @@ pub unsafe extern "C" fn swapdio_engine_fini(engine: *mut swapdio_engine) -> c_i
     #[cfg(not(feature = "std"))]
     let _ = heap;
     0
-}
-
-/// Allocates an engine, its storage and a copy of the map (feature `std`), then sets
-/// it up as `swapdio_engine_init` does; `cfg->storage` and `cfg->storage_size` are
-/// ignored. Free with `swapdio_engine_fini`.
-///
-/// Returns 0 and sets `*out`, `-ENOMEM`, or `swapdio_engine_init`'s errors.
-///
-/// # Safety
-/// As `swapdio_engine_init` for `cfg->map` (read only during the call) and the tables.
-#[cfg(feature = "std")]
-#[no_mangle]
-pub unsafe extern "C" fn swapdio_engine_new(cfg: *const swapdio_engine_config, out: *mut *mut swapdio_engine) -> c_int {
-    let make = |cfg: &swapdio_engine_config| {
-        // SAFETY: `cfg.map` and the tables are valid as this function requires.
-        unsafe { new_on_heap(cfg) }
-    };
-    // SAFETY: forwarded from this function's contract.
-    unsafe { construct(cfg, out, make) }
-}
-
-/// `swapdio_engine_new`'s allocation: engine, storage and a copy of the map on the heap,
-/// owned by the engine until `swapdio_engine_fini`.
-///
-/// # Safety
-/// `cfg.map` is NULL or holds `cfg.map_entries` entries; the tables are valid, as
-/// `swapdio_engine_new` requires.
-#[cfg(feature = "std")]
-unsafe fn new_on_heap(cfg: &swapdio_engine_config) -> Result<*mut swapdio_engine, c_int> {
-    use crate::error::ENOMEM;
-    // SAFETY: forwarded: `map` holds `map_entries` entries.
-    let map = unsafe { slice_from(cfg.map, cfg.map_entries) }?;
-    if map.is_empty() {
-        return Err(neg(EINVAL));
-    }
-    let storage = storage_layout(&cfg.storage_config)?.layout;
-    let Ok(map_layout) = Layout::array::<MapEntry>(map.len()) else {
-        return Err(neg(EOVERFLOW));
-    };
-    let engine_layout = Layout::new::<EngineObj>();
-    let mut blocks = [NO_HEAP; 3];
-    for (b, l) in blocks.iter_mut().zip([engine_layout, storage, map_layout]) {
-        // SAFETY: every layout has a non-zero size (an engine object, a pool of at least
-        // one request, at least one map entry).
-        let ptr = unsafe { std::alloc::alloc(l) };
-        *b = HeapBlock { ptr, size: l.size(), align: l.align() };
-    }
-    let free = |blocks: &[HeapBlock; 3]| {
-        for b in blocks.iter().filter(|b| !b.ptr.is_null()) {
-            // SAFETY: allocated above with this layout and not handed out.
-            unsafe { std::alloc::dealloc(b.ptr, Layout::from_size_align_unchecked(b.size, b.align)) };
-        }
-    };
-    let [eb, sb, mb] = blocks;
-    if eb.ptr.is_null() || sb.ptr.is_null() || mb.ptr.is_null() {
-        free(&blocks);
-        return Err(neg(ENOMEM));
-    }
-    // SAFETY: `mb` holds `map.len()` entries (its layout), does not overlap `map`.
-    unsafe { core::ptr::copy_nonoverlapping(map.as_ptr(), mb.ptr.cast(), map.len()) };
-    let heap_cfg = swapdio_engine_config { map: mb.ptr.cast(), storage: sb.ptr.cast(), storage_size: sb.size, ..*cfg };
-    // SAFETY: the blocks are fresh allocations of the right layouts, owned by the engine
-    // until `swapdio_engine_fini` frees them; the tables are the caller's (contract).
-    unsafe { init_in(eb.ptr, eb.size, &heap_cfg, blocks) }.inspect_err(|_| free(&blocks))
 }
 
 /// Looks up where a slot lives in the engine's map, O(log n) (O(1) for sequential
@@ -456,7 +430,9 @@ pub unsafe extern "C" fn swapdio_engine_lookup(
 /// requests and block swapoff).
 ///
 /// # Safety
-/// `plug` is NULL or writable memory (uninitialised is fine).
+/// `plug` is NULL, or zeroed writable memory (`struct swapdio_plug plug = { 0 };`), or a
+/// plug started before: its first word is read to refuse restarting a plug that holds a
+/// batch.
 #[no_mangle]
 pub unsafe extern "C" fn swapdio_plug_start(plug: *mut swapdio_plug) -> c_int {
     if plug.is_null() {
@@ -714,7 +690,9 @@ pub unsafe extern "C" fn swapdio_read_sync(
 /// request is accepted.
 ///
 /// Returns 0, `-EALREADY` for a request not in flight (double or stale completion:
-/// nothing is done), `-EINVAL` for an id that names no request slot, `-EFAULT` for NULL.
+/// nothing is done), `-EINVAL` for an id that names no request slot or has a bit set
+/// outside the 16-bit slot index and 47-bit generation (bit 63), `-EFAULT` for NULL.
+/// A stale id is refused until its slot was reused `2^47` times.
 ///
 /// # Safety
 /// `engine` is NULL or a live handle.
@@ -722,10 +700,12 @@ pub unsafe extern "C" fn swapdio_read_sync(
 pub unsafe extern "C" fn swapdio_complete(engine: *const swapdio_engine, request_id: u64, result: i64) -> c_int {
     // SAFETY: forwarded from this function's contract.
     unsafe {
-        with_engine(engine, |e| match e.complete(RequestId::from_u64(request_id), io_result(result)) {
-            Ok(()) => 0,
-            Err(swapdio::CompleteError::NotInFlight { .. }) => neg(EALREADY),
-            Err(swapdio::CompleteError::UnknownRequest(_)) => neg(EINVAL),
+        with_engine(engine, |e| match RequestId::from_u64(request_id).map(|id| e.complete(id, io_result(result))) {
+            // Bits outside the slot index and generation: forged, never produced.
+            Err(swapdio::MalformedId(_)) => neg(EINVAL),
+            Ok(Ok(())) => 0,
+            Ok(Err(swapdio::CompleteError::NotInFlight { .. })) => neg(EALREADY),
+            Ok(Err(swapdio::CompleteError::UnknownRequest(_))) => neg(EINVAL),
         })
     }
 }

@@ -34,7 +34,11 @@ pub(crate) const fn swap_error(e: SwapError) -> i32 {
 pub(crate) const fn engine_error(e: EngineError) -> i32 {
     match e {
         EngineError::StorageInUse => -EBUSY,
-        EngineError::EmptyPool | EngineError::TooManySlots | EngineError::CapsMismatch(_) => -EINVAL,
+        EngineError::EmptyPool
+        | EngineError::NoSyncSlots
+        | EngineError::OutOfMemory
+        | EngineError::TooManySlots
+        | EngineError::CapsMismatch(_) => -EINVAL,
     }
 }
 
@@ -118,6 +122,7 @@ pub extern "C" fn swapdio_strerror(code: c_int) -> *const c_char {
         75 => cstr!("EOVERFLOW: the requested memory size overflows"),
         105 => cstr!("ENOBUFS: no free request; any held batch was submitted and the folio is untouched (retry after a completion)"),
         114 => cstr!("EALREADY: the request is not in flight (double or stale completion)"),
+        116 => cstr!("ESTALE: a stale copy of a plug (another copy added to or submitted its batch); its batch was forgotten, the folio is untouched"),
         529 => cstr!("EIOCBQUEUED: the request was queued (backend return value, not an error)"),
         _ => cstr!("unknown error"),
     }

@@ -27,12 +27,16 @@ pub mod activate;
 mod callbacks;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "std")]
+mod heap;
 mod ptr;
 pub mod types;
 
 pub use activate::*;
 pub use engine::*;
 pub use error::{swapdio_refusal_str, swapdio_strerror};
+#[cfg(feature = "std")]
+pub use heap::swapdio_engine_new;
 pub use types::*;
 
 /// The library version, a NUL-terminated static string ("0.1.0").

@@ -1,7 +1,9 @@
 //! The request lifecycle (`swap_writepage` / `swap_read_folio` → plug → `->swap_rw` →
 //! `sio_*_complete`) under an arbitrary sequence of submits, plug flushes, inline and
 //! queued outcomes (full, short at any byte, errno, overrun), completions in any order,
-//! duplicate and bogus completions, and sync I/O, checked against a simple model:
+//! duplicate, bogus and forged completions (a real id with one bit flipped, bit 63
+//! included), bitwise copies of the plug used side by side with it (a C struct copy),
+//! and sync I/O, checked against a simple model:
 //! every accepted folio completes exactly once; a write reported good is on the device
 //! and a failed one stays dirty and is rewritten at the end (no dirty page lost); a read
 //! marked uptodate returns the last content written; pins balance; every request lies
@@ -61,8 +63,24 @@ enum Op {
     },
     Bogus {
         index: u8,
-        generation: u32,
+        generation: u64,
     },
+    /// A pending request's id with bit `bit % 64` flipped.
+    Forged {
+        pick: u8,
+        bit: u8,
+    },
+    /// A bitwise copy of the plug (the previous copy is finished first).
+    CopyPlug,
+    /// Writes or reads through the copy.
+    UseCopy {
+        slot: u8,
+        size: u8,
+        write: bool,
+    },
+    FinishCopy,
+    /// The copy and the plug trade places.
+    SwapCopy,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +125,8 @@ struct H<'w> {
     pending: Vec<(RequestId, Result<u64, Errno>)>,
     delivered: Vec<RequestId>,
     plug: PlugState,
+    /// A bitwise copy of `plug`, used side by side with it.
+    copy: PlugState,
     next: u64,
     seen: usize,
 }
@@ -218,7 +238,11 @@ impl H<'_> {
         assert!(
             matches!(
                 err,
-                SwapError::WouldBlock | SwapError::TooFragmented { .. } | SwapError::Map(_) | SwapError::HeaderSlot
+                SwapError::WouldBlock
+                    | SwapError::TooFragmented { .. }
+                    | SwapError::Map(_)
+                    | SwapError::HeaderSlot
+                    | SwapError::StalePlug
             ),
             "unexpected refusal {err:?}"
         );
@@ -277,7 +301,7 @@ impl H<'_> {
                     self.sync(write, folio);
                 }
             }
-            Op::FinishPlug => self.e.finish_plug(&mut self.plug).expect("own plug"),
+            Op::FinishPlug => finish(self.e, &mut self.plug),
             Op::Device { queue, how } => *mode.lock().unwrap() = (queue, how),
             Op::Complete { pick } => {
                 self.collect();
@@ -291,13 +315,48 @@ impl H<'_> {
             }
             Op::Bogus { index, generation } => {
                 self.collect();
-                let id = RequestId { index: u32::from(index), generation };
+                self.forged(generation << 16 | u64::from(index));
+            }
+            Op::Forged { pick, bit } => {
+                self.collect();
+                if !self.pending.is_empty() {
+                    let (id, _) = self.pending[usize::from(pick) % self.pending.len()];
+                    self.forged(id.to_u64() ^ (1 << (bit % 64)));
+                }
+            }
+            Op::CopyPlug => {
+                finish(self.e, &mut self.copy);
+                // SAFETY: `PlugState` owns no resource (plain integers): a bitwise copy is a
+                // C struct copy, which the engine must detect once either copy moves on.
+                self.copy = unsafe { std::ptr::read(&self.plug) };
+            }
+            Op::UseCopy { slot, size, write } => {
+                let (slot, pages) = self.range(slot, size);
+                let Some(folio) = self.start(write, slot, pages, None) else { return };
+                let plug = Some(&mut self.copy);
+                let r = if write { self.e.write(plug, folio, FsContext::MayEnterFs) } else { self.e.read(plug, folio) };
+                if let Err(err) = r {
+                    self.refused(folio, err);
+                }
+            }
+            Op::FinishCopy => finish(self.e, &mut self.copy),
+            Op::SwapCopy => std::mem::swap(&mut self.plug, &mut self.copy),
+        }
+        self.collect();
+    }
+
+    /// A raw id that is not a pending request's: refused, bits outside the index and
+    /// generation (bit 63) as malformed.
+    fn forged(&self, raw: u64) {
+        match RequestId::from_u64(raw) {
+            Err(MalformedId(v)) => assert!(v == raw && raw >> 63 == 1, "well-formed id {raw:#x} refused"),
+            Ok(id) => {
+                assert!(raw >> 63 == 0, "id {raw:#x} with bit 63 accepted");
                 if !self.pending.iter().any(|(p, _)| *p == id) {
-                    assert!(self.e.complete(id, Ok(PAGE as u64)).is_err(), "bogus completion {id:?} accepted");
+                    assert!(self.e.complete(id, Ok(PAGE as u64)).is_err(), "forged completion {id:?} accepted");
                 }
             }
         }
-        self.collect();
     }
 
     /// Flush, deliver everything, rewrite every failed page until it sticks, then check
@@ -305,7 +364,8 @@ impl H<'_> {
     fn drain(&mut self, mode: &Mutex<(bool, How)>) {
         *mode.lock().unwrap() = (false, How::Full);
         for _ in 0..200 {
-            self.e.finish_plug(&mut self.plug).expect("own plug");
+            finish(self.e, &mut self.plug);
+            finish(self.e, &mut self.copy);
             self.collect();
             while !self.pending.is_empty() {
                 self.deliver(0);
@@ -340,6 +400,15 @@ impl H<'_> {
     }
 }
 
+/// Finishes a plug or a copy of it: the copy that fell behind is refused as stale (and
+/// emptied), never submitted.
+fn finish(e: &testkit::WorldEngine<'_>, plug: &mut PlugState) {
+    match e.finish_plug(plug) {
+        Ok(()) | Err(SwapError::StalePlug) => assert_eq!(plug.held_folios(), 0, "finished plug still holds"),
+        Err(err) => panic!("finish_plug: {err:?}"),
+    }
+}
+
 fuzz_target!(|ops: Vec<Op>| {
     let w = TestWorld::new(BackendCaps::BLOCK_DEVICE, 320 * PAGE);
     let mode = Arc::new(Mutex::new((false, How::Full)));
@@ -364,6 +433,7 @@ fuzz_target!(|ops: Vec<Op>| {
         pending: Vec::new(),
         delivered: Vec::new(),
         plug: PlugState::new(),
+        copy: PlugState::new(),
         next: 0,
         seen: 0,
     };

@@ -385,7 +385,7 @@ impl Inner {
         if let Err(e) = self.target.admit(req.mode(), req.pos(), req.len()) {
             return refuse(e);
         }
-        let Some(slot) = self.slots.get(id.index as usize) else { return refuse(Errno::EINVAL) };
+        let Some(slot) = self.slots.get(id.index()) else { return refuse(Errno::EINVAL) };
         let user_data = id.to_u64();
         let entry = {
             let mut op = slot.op.lock().unwrap_or_else(|e| e.into_inner());
@@ -587,9 +587,11 @@ impl Inner {
             self.internal.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        let id = RequestId::from_u64(user_data);
-        let slot = self.slots.get(id.index as usize).filter(|s| s.user_data.load(Ordering::Acquire) == user_data);
-        let Some(slot) = slot else {
+        let found = RequestId::from_u64(user_data).ok().and_then(|id| {
+            let slot = self.slots.get(id.index()).filter(|s| s.user_data.load(Ordering::Acquire) == user_data);
+            slot.map(|slot| (id, slot))
+        });
+        let Some((id, slot)) = found else {
             DriverCounters::bump(&self.counters.stale);
             // A probe's CQE (`post_nop`) is counted with the driver's own operations.
             let _ = self.internal.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));

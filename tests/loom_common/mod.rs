@@ -109,12 +109,12 @@ impl Mailboxes {
         let len = self.lens[i].load(Ordering::Relaxed);
         // The request is the completer's now; the slot may be handed out once completed.
         self.busy[i].store(false, Ordering::Release);
-        Some((RequestId::from_u64(v & !FULL), len))
+        RequestId::from_u64(v & !FULL).ok().map(|id| (id, len))
     }
 
     /// Generation of the last request submitted from slot `i`.
-    pub fn last_generation(&self, i: usize) -> u32 {
-        self.gens[i].load(Ordering::Acquire) as u32
+    pub fn last_generation(&self, i: usize) -> u64 {
+        self.gens[i].load(Ordering::Acquire)
     }
 }
 
@@ -124,12 +124,12 @@ impl Backend for Mailboxes {
     }
 
     fn submit(&self, req: &Request<'_>) -> Submit {
-        let i = req.id().index as usize;
+        let i = req.id().index();
         assert!(
             !self.busy[i].swap(true, Ordering::AcqRel),
             "request slot {i} handed to the backend while its previous request is still in flight"
         );
-        self.gens[i].store(u64::from(req.id().generation), Ordering::Release);
+        self.gens[i].store(req.id().generation(), Ordering::Release);
         self.lens[i].store(req.len(), Ordering::Relaxed);
         self.ids[i].store(FULL | req.id().to_u64(), Ordering::Release);
         Submit::Queued
@@ -141,7 +141,7 @@ impl Backend for Mailboxes {
 pub fn engine(map: SwapMap<Vec<MapEntry>>, pool: usize) -> (Arc<ModelEngine>, Arc<Mailboxes>, Pages) {
     let boxes = Mailboxes::new(pool + 1);
     let pages = Pages::default();
-    let storage = OwnedStorage::new(StorageConfig { pool, sync: 1, splits: 1 });
+    let storage = OwnedStorage::new(StorageConfig { pool, sync: 1, splits: 1 }).unwrap();
     let engine = Engine::new(map, storage, boxes.clone(), pages.clone()).expect("model engine");
     (Arc::new(engine), boxes, pages)
 }

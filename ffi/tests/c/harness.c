@@ -538,7 +538,7 @@ static struct swapdio_folio desc(struct world *w, struct folio *f)
 /* Queue folios [first, last) in one direction through a plug, retrying -ENOBUFS. */
 static void submit_batch(struct world *w, size_t first, size_t last, enum folio_dir dir)
 {
-	struct swapdio_plug plug;
+	struct swapdio_plug plug = { 0 };
 	CHECK(swapdio_plug_start(&plug) == 0, "plug_start");
 	for (size_t i = first; i < last; i++) {
 		struct folio *f = &w->folios[i];
@@ -731,6 +731,9 @@ int main(int argc, char **argv)
 	emem = aligned_alloc(el.align, (el.size + el.align - 1) / el.align * el.align);
 	smem = aligned_alloc(sl.align, (sl.size + sl.align - 1) / sl.align * sl.align);
 	CHECK(emem && smem, "out of memory");
+	/* Zeroed: engine_init first reads the words where a live engine leaves its marks. */
+	memset(emem, 0, (el.size + el.align - 1) / el.align * el.align);
+	memset(smem, 0, (sl.size + sl.align - 1) / sl.align * sl.align);
 	{
 		struct swapdio_backend_ops bops = {
 			.caps = SWAPDIO_CAP_DIO_READ | SWAPDIO_CAP_DIO_WRITE | SWAPDIO_CAP_OVERWRITE_IN_PLACE |
