@@ -143,7 +143,7 @@ static u64 ex_read_wait(struct ex_folio *f, u32 gen, bool *uptodate)
 static int ex_write_range(struct ex_area *a, struct ex_folio *fs, size_t from,
 			  size_t to, u32 gen)
 {
-	struct swapdio_plug plug;
+	struct swapdio_plug plug = { 0 };
 	size_t i;
 	int rc = swapdio_plug_start(&plug);
 
@@ -160,7 +160,7 @@ static int ex_write_range(struct ex_area *a, struct ex_folio *fs, size_t from,
 static u64 ex_read_range(struct ex_area *a, struct ex_folio *fs, size_t from,
 			 size_t to, u32 gen, size_t *not_uptodate)
 {
-	struct swapdio_plug plug;
+	struct swapdio_plug plug = { 0 };
 	u64 bad = 0;
 	size_t i, done = from;
 	int rc = swapdio_plug_start(&plug);
@@ -237,9 +237,9 @@ static int ex_activate(struct ex_area *a, const struct swapdio_extent *ext,
 	rc = swapdio_engine_layout(&el) ?: swapdio_storage_layout(&sc, &sl);
 	if (rc)
 		goto out;
-	a->engine_mem = kmalloc(el.size, GFP_KERNEL);
+	a->engine_mem = kzalloc(el.size, GFP_KERNEL);
 	/* Storage is larger than a page: vmalloc (see ffi/README.md). */
-	a->storage = vmalloc(sl.size);
+	a->storage = vzalloc(sl.size);
 	if (!a->engine_mem || !a->storage) {
 		rc = -ENOMEM;
 		goto out;
@@ -430,7 +430,7 @@ static void ex_run(struct ex_area *a, u32 min_pages)
 	rc = swapdio_deactivate(a->engine);
 	ex_check(a, !rc, "deactivated with every request released (%d)", rc);
 	{
-		struct swapdio_plug plug;
+		struct swapdio_plug plug = { 0 };
 
 		swapdio_plug_start(&plug);
 		folio_lock(fs[0].folio);

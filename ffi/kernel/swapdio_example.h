@@ -18,8 +18,8 @@
  * struct ex_area - one swap area under test: its engine, backend and counters.
  * @name: "device" or "file", printed in every result line.
  * @engine: the engine, in @engine_mem; NULL before setup and after teardown.
- * @engine_mem: kmalloc'ed memory of the engine (swapdio_engine_layout()).
- * @storage: vmalloc'ed request storage (swapdio_storage_layout()).
+ * @engine_mem: kzalloc'ed memory of the engine (swapdio_engine_layout()).
+ * @storage: vzalloc'ed request storage (swapdio_storage_layout()).
  * @map: the slot map written by swapdio_activate().
  * @map_entries: entries of @map.
  * @mode: SWAPDIO_MODE_DEVICE or SWAPDIO_MODE_FILE.

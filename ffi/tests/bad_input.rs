@@ -9,7 +9,7 @@ use std::ffi::{c_void, CStr};
 use std::ptr::{null, null_mut};
 
 use common::*;
-use swapdio::FolioId;
+use swapdio::{FolioId, SwapHeader};
 use swapdio_ffi::*;
 
 <<<<<<< HEAD

@@ -357,7 +357,7 @@ pub fn rig(uri: &NbdUri, config: impl FnOnce(NbdConfig) -> NbdConfig) -> Rig {
     let storage = StorageConfig::default();
     let backend = Arc::new(NbdBackend::new(uri, arena.clone(), config(NbdConfig::for_storage(storage))).unwrap());
     let pages: &'static MemPages = Box::leak(Box::new(MemPages::new()));
-    let engine = Arc::new(Engine::new(act.map, OwnedStorage::new(storage), backend.clone(), pages).unwrap());
+    let engine = Arc::new(Engine::new(act.map, OwnedStorage::new(storage).unwrap(), backend.clone(), pages).unwrap());
     assert!(backend.connect_sink(&engine));
     Rig { arena, backend, engine, pages, slots }
 }

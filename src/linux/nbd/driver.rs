@@ -354,7 +354,7 @@ impl Shared {
         DriverCounters::bump(&self.counters.submitted);
         let id = req.id();
         let cookie = id.to_u64();
-        let Some(slot) = self.slots.get(id.index as usize) else { return self.refuse(Errno::EINVAL) };
+        let Some(slot) = self.slots.get(id.index()) else { return self.refuse(Errno::EINVAL) };
         let (pos, len) = (req.pos(), req.len());
         let inside = pos.checked_add(len).is_some_and(|end| end <= self.export.size);
         if req.mode() != IoMode::Device || !inside || !self.aligned(pos, len) {
@@ -385,7 +385,7 @@ impl Shared {
             flags |= proto::CMD_FLAG_FUA;
             DriverCounters::bump(&self.nbd.fua_writes);
         }
-        let preferred = id.index as usize % self.conns.len();
+        let preferred = id.index() % self.conns.len();
         let Some((ci, state)) = self.live_conn(preferred) else {
             DriverCounters::bump(&self.nbd.not_connected);
             return self.refuse(Errno(libc::ENOTCONN));
@@ -460,8 +460,11 @@ impl Shared {
         let result = inject_fault(&self.faults, &self.counters, len, result);
         DriverCounters::bump(&self.counters.completed);
         match self.sink.get().and_then(Weak::upgrade) {
+            // The cookie matched the slot's, which holds an engine id: always well formed.
             Some(sink) => {
-                let _ = sink.complete(RequestId::from_u64(cookie), result);
+                if let Ok(id) = RequestId::from_u64(cookie) {
+                    let _ = sink.complete(id, result);
+                }
             }
             None => DriverCounters::bump(&self.counters.undelivered),
         }
@@ -642,7 +645,7 @@ struct Target<'a> {
 
 impl Target<'_> {
     fn slot(&self, cookie: u64) -> Option<&Slot> {
-        let slot = self.shared.slots.get(RequestId::from_u64(cookie).index as usize)?;
+        let slot = self.shared.slots.get(RequestId::from_u64(cookie).ok()?.index())?;
         (slot.cookie.load(Ordering::Acquire) == cookie).then_some(slot)
     }
 }
