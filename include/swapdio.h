@@ -1446,7 +1446,7 @@ const char *swapdio_strerror(int code);
  */
 const char *swapdio_refusal_str(uint32_t refusal);
 
-#if (defined(SWAPDIO_STD) && defined(SWAPDIO_STD))
+#if defined(SWAPDIO_STD)
 /**
  * Allocates an engine, its storage and a copy of the map (feature `std`), then sets
  * it up as `swapdio_engine_init` does; `cfg->storage` and `cfg->storage_size` are

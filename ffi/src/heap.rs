@@ -63,7 +63,6 @@ pub(crate) fn forget(engine: *mut swapdio_engine) {
 ///
 /// # Safety
 /// As `swapdio_engine_init` for `cfg->map` (read only during the call) and the tables.
-#[cfg(feature = "std")]
 #[no_mangle]
 pub unsafe extern "C" fn swapdio_engine_new(cfg: *const swapdio_engine_config, out: *mut *mut swapdio_engine) -> c_int {
     let make = |cfg: &swapdio_engine_config| {
@@ -80,7 +79,6 @@ pub unsafe extern "C" fn swapdio_engine_new(cfg: *const swapdio_engine_config, o
 /// # Safety
 /// `cfg.map` is NULL or holds `cfg.map_entries` entries; the tables are valid, as
 /// `swapdio_engine_new` requires.
-#[cfg(feature = "std")]
 unsafe fn new_on_heap(cfg: &swapdio_engine_config) -> Result<*mut swapdio_engine, c_int> {
     use crate::error::ENOMEM;
     // SAFETY: forwarded: `map` holds `map_entries` entries.
