@@ -32,6 +32,12 @@ pub struct World {
     /// (id, pos, mode) of every submitted request.
     pub seen: Mutex<Vec<(u64, u64, u32)>>,
     pub events: Mutex<Vec<swapdio_event>>,
+    /// Address of every submitted `swapdio_io`.
+    pub ios: Mutex<Vec<usize>>,
+    /// `swapdio_wake` reasons of every wake call.
+    pub wakes: Mutex<Vec<u32>>,
+    /// Signalled by the wake callback (a kernel's `wake_up`).
+    pub woken: std::sync::Condvar,
 }
 
 /// # Safety
@@ -46,6 +52,12 @@ unsafe extern "C" fn submit(ctx: *mut c_void, io: *const swapdio_io) -> i64 {
     let (w, io) = unsafe { (world(ctx), &*io) };
     w.queued.lock().unwrap().push(io.id);
     w.seen.lock().unwrap().push((io.id, io.pos, io.mode));
+    w.ios.lock().unwrap().push(io as *const swapdio_io as usize);
+    if !io.backend_data.is_null() {
+        // The backend's private space: stamp it with the request id.
+        // SAFETY: `backend_data` holds STORAGE.backend_data (>= 8) bytes, 16-aligned.
+        unsafe { io.backend_data.cast::<u64>().write(io.id) };
+    }
     SWAPDIO_QUEUED
 }
 
@@ -72,6 +84,13 @@ unsafe extern "C" fn event(ctx: *mut c_void, ev: *const swapdio_event) {
     w.events.lock().unwrap().push(ev);
 }
 
+unsafe extern "C" fn wake(ctx: *mut c_void, reason: u32) {
+    // SAFETY: ctx is the fixture's World.
+    let w = unsafe { world(ctx) };
+    w.wakes.lock().unwrap().push(reason);
+    w.woken.notify_all();
+}
+
 pub fn page_ops() -> swapdio_page_ops {
     swapdio_page_ops {
         set_uptodate: Some(set_uptodate),
@@ -83,6 +102,7 @@ pub fn page_ops() -> swapdio_page_ops {
         pin: Some(pin),
         unpin: Some(unpin),
         event: Some(event),
+        wake: Some(wake),
     }
 }
 
@@ -144,7 +164,7 @@ pub fn activation<'a>(hdr: &'a [u8], ext: &'a [swapdio_extent]) -> swapdio_activ
     }
 }
 
-pub const STORAGE: swapdio_storage_config = swapdio_storage_config { pool: 4, sync: 1, splits: 2 };
+pub const STORAGE: swapdio_storage_config = swapdio_storage_config { pool: 4, sync: 1, splits: 2, backend_data: 24 };
 
 /// An active engine in caller memory over the two-extent file.
 pub struct Fixture {
@@ -244,6 +264,7 @@ pub fn folio(id: u64, slot: u64, pages: u32) -> swapdio_folio {
     swapdio_folio { id, slot, pages, flags: 0 }
 }
 
+
 /// A config for a second engine over the fixture's map and ops (its own storage is
 /// irrelevant: these calls fail before using it).
 pub fn config_without_storage(f: &Fixture) -> swapdio_engine_config {
@@ -261,3 +282,4 @@ pub fn config_without_storage(f: &Fixture) -> swapdio_engine_config {
         reserved: 0,
     }
 }
+

@@ -171,8 +171,13 @@ impl EngineIo {
             let lane_map =
                 SwapMap::new(map.entries().to_vec(), map.mode()).map_err(|e| io::Error::other(e.to_string()))?;
             let pages = StagingPages::new(arena.pages());
-            let engine = Engine::new(lane_map, OwnedStorage::new(storage), uring.clone(), pages)
-                .map_err(|e| io::Error::other(format!("engine setup: {e}")))?;
+            let engine = Engine::new(
+                lane_map,
+                OwnedStorage::new(storage).map_err(|e| io::Error::other(format!("engine storage: {e}")))?,
+                uring.clone(),
+                pages,
+            )
+            .map_err(|e| io::Error::other(format!("engine setup: {e}")))?;
             let engine = Arc::new(engine);
             uring.connect(&engine);
             out.push(Lane { engine, uring });
