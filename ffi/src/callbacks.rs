@@ -91,7 +91,7 @@ impl Backend for CBackend {
 
     fn submit(&self, req: &Request<'_>) -> Submit {
         let a = self.requests;
-        let index = req.id().index as usize;
+        let index = req.id().index();
         if index >= a.count {
             // Cannot happen: the storage holds one area per request slot.
             return Submit::Done(Err(swapdio::Errno::EINVAL));

@@ -264,7 +264,6 @@ pub fn folio(id: u64, slot: u64, pages: u32) -> swapdio_folio {
     swapdio_folio { id, slot, pages, flags: 0 }
 }
 
-
 /// A config for a second engine over the fixture's map and ops (its own storage is
 /// irrelevant: these calls fail before using it).
 pub fn config_without_storage(f: &Fixture) -> swapdio_engine_config {
@@ -282,4 +281,3 @@ pub fn config_without_storage(f: &Fixture) -> swapdio_engine_config {
         reserved: 0,
     }
 }
-
