@@ -157,7 +157,8 @@ impl Arena {
     /// holds them all (a range crossing a [`REGISTER_CHUNK`] boundary needs a vectored op).
     pub fn register_index(&self, offset: usize, len: usize) -> Option<u16> {
         let first = offset / REGISTER_CHUNK;
-        let last = (offset + len.max(1) - 1) / REGISTER_CHUNK;
+        // Checked: a range ending past `usize::MAX` is in no buffer (never an overflow).
+        let last = offset.checked_add(len.max(1) - 1)? / REGISTER_CHUNK;
         (first == last).then(|| u16::try_from(first).ok()).flatten()
     }
 }
@@ -529,6 +530,14 @@ mod tests {
         assert_eq!(out, [7; 4096]);
         assert_eq!(a.register_iovecs().len(), 1);
         assert_eq!(a.register_index(0, 4 * 4096), Some(0));
+    }
+
+    #[test]
+    fn register_index_of_a_range_past_usize_max_is_none_not_an_overflow() {
+        let a = Arena::new(1).unwrap();
+        assert_eq!(a.register_index(usize::MAX, 2), None);
+        assert_eq!(a.register_index(usize::MAX - 1, usize::MAX), None);
+        assert_eq!(a.register_index(1, usize::MAX), None);
     }
 
     #[test]
