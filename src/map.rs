@@ -32,9 +32,10 @@ pub struct MapEntry {
 }
 
 impl MapEntry {
-    /// One past the last slot of the extent.
-    pub const fn end_slot(&self) -> u64 {
-        self.first_slot + self.pages
+    /// One past the last slot of the extent; `None` if that is past `u64::MAX` (an entry
+    /// no valid map holds, refused by [`SwapMap::new`]; never a wrap-around).
+    pub const fn end_slot(&self) -> Option<u64> {
+        self.first_slot.checked_add(self.pages)
     }
 }
 
@@ -122,7 +123,7 @@ impl BucketIndex {
         let mut i = 0usize;
         for b in 0..buckets {
             let slot = b << shift;
-            while entries.get(i).is_some_and(|e| e.end_slot() <= slot) {
+            while entries.get(i).is_some_and(|e| e.end_slot().is_some_and(|end| end <= slot)) {
                 i += 1;
             }
             first.push(i as u32);
@@ -260,7 +261,7 @@ mod tests {
         // Random order exercises the search, not just the cursor.
         for s in [6, 0, 4, 2, 7, 5, 1] {
             let r = m.lookup(s).unwrap();
-            let e = m.entries().iter().find(|e| s >= e.first_slot && s < e.end_slot()).unwrap();
+            let e = m.entries().iter().find(|e| s >= e.first_slot && Some(s) < e.end_slot()).unwrap();
             assert_eq!(r.pos, e.start + (s - e.first_slot) * 4096);
         }
     }
@@ -287,18 +288,28 @@ mod tests {
         }
         let m = SwapMap::new(entries.clone(), IoMode::File).unwrap();
         let probe = |s: u64| {
-            let e = entries.iter().find(|e| s >= e.first_slot && s < e.end_slot()).unwrap();
+            let e = entries.iter().find(|e| s >= e.first_slot && Some(s) < e.end_slot()).unwrap();
             let off = s - e.first_slot;
             assert_eq!(m.lookup(s), Ok(Run { pos: e.start + off * 4096, pages: e.pages - off }), "slot {s}");
         };
         for e in &entries {
             probe(e.first_slot);
-            probe(e.end_slot() - 1);
+            probe(e.end_slot().unwrap() - 1);
         }
         for k in 0..20_000u64 {
             probe(k.wrapping_mul(0x9e37_79b9_7f4a_7c15) % next);
         }
         assert_eq!(m.lookup(next), Err(MapError::SlotOutOfRange { slot: next, slots: next }));
+    }
+
+    #[test]
+    fn end_slot_past_u64_max_is_none_and_the_map_refuses_the_entry() {
+        let e = MapEntry { first_slot: u64::MAX - 1, pages: 2, start: 0 };
+        assert_eq!(e.end_slot(), None);
+        assert_eq!(MapEntry { first_slot: 3, pages: 2, start: 0 }.end_slot(), Some(5));
+        let entries =
+            [MapEntry { first_slot: 0, pages: 1, start: 0 }, MapEntry { first_slot: 1, pages: u64::MAX, start: 4096 }];
+        assert!(SwapMap::new(&entries[..], IoMode::Device).is_err());
     }
 
     #[test]
