@@ -16,7 +16,7 @@ use crate::caps::{BackendCaps, IoMode};
 use crate::errno::Errno;
 use crate::fault::{Fault, FaultPlan};
 use crate::iocb::{Request, MAX_SEGMENTS};
-use crate::map::MapEntry;
+use crate::map::{MapEntry, MapError};
 use crate::page::FolioId;
 use crate::PAGE_SIZE;
 use std::fs::{File, OpenOptions};
@@ -205,17 +205,21 @@ pub struct Fence {
 
 impl Fence {
     /// The data extents of a device-mode map (slot 0, the header, is left out).
-    pub fn from_map(entries: &[MapEntry]) -> Fence {
+    /// [`MapError::BadEntry`] for an entry whose byte range ends past `u64::MAX` (checked:
+    /// never a wrapped, inverted range).
+    pub fn from_map(entries: &[MapEntry]) -> Result<Fence, MapError> {
         let page = PAGE_SIZE as u64;
-        let mut ranges: Vec<(u64, u64)> = entries
-            .iter()
-            .filter_map(|e| {
-                let skip = u64::from(e.first_slot == 0);
-                (e.pages > skip).then(|| (e.start + skip * page, e.start + e.pages * page))
-            })
-            .collect();
+        let mut ranges = Vec::with_capacity(entries.len());
+        for (index, e) in entries.iter().enumerate() {
+            let skip = u64::from(e.first_slot == 0);
+            let end = e.pages.checked_mul(page).and_then(|b| b.checked_add(e.start));
+            let end = end.ok_or(MapError::BadEntry { index })?;
+            if e.pages > skip {
+                ranges.push((e.start + skip * page, end));
+            }
+        }
         ranges.sort_unstable();
-        Fence { ranges }
+        Ok(Fence { ranges })
     }
 
     /// Whether `[pos, pos + len)` lies inside one fenced range.
@@ -285,7 +289,8 @@ impl Target {
                 format!("{}: no block device node for its filesystem (device mode impossible)", layout.path.display()),
             )
         })?;
-        Target::device(node, Fence::from_map(map))
+        let fence = Fence::from_map(map).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        Target::device(node, fence)
     }
 
     /// Device mode on block device `node`, allowed to touch `fence` only.
@@ -533,6 +538,17 @@ mod tests {
     }
 
     #[test]
+    fn fence_of_an_entry_past_u64_max_is_a_typed_error_not_an_inverted_range() {
+        let e = [
+            MapEntry { first_slot: 0, pages: 4, start: 1 << 20 },
+            MapEntry { first_slot: 4, pages: 2, start: u64::MAX - 4096 },
+        ];
+        assert_eq!(Fence::from_map(&e).err(), Some(MapError::BadEntry { index: 1 }));
+        let huge = [MapEntry { first_slot: 1, pages: u64::MAX / 2, start: 0 }];
+        assert_eq!(Fence::from_map(&huge).err(), Some(MapError::BadEntry { index: 0 }));
+    }
+
+    #[test]
     fn register_index_of_a_range_past_usize_max_is_none_not_an_overflow() {
         let a = Arena::new(1).unwrap();
         assert_eq!(a.register_index(usize::MAX, 2), None);
@@ -546,7 +562,7 @@ mod tests {
             MapEntry { first_slot: 0, pages: 4, start: 1 << 20 },
             MapEntry { first_slot: 4, pages: 2, start: 8 << 20 },
         ];
-        let f = Fence::from_map(&e);
+        let f = Fence::from_map(&e).unwrap();
         assert!(!f.allows(1 << 20, 4096), "header page");
         assert!(f.allows((1 << 20) + 4096, 3 * 4096));
         assert!(!f.allows((1 << 20) + 4096, 4 * 4096), "crosses the end of the extent");
