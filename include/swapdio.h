@@ -252,6 +252,11 @@ enum swapdio_layout
    * No extent map (NFS, SMB): only `allocated_bytes`, file mode only.
    */
   SWAPDIO_LAYOUT_OPAQUE = 1,
+  /**
+   * A whole block device of `file_size` bytes: one extent at byte 0, bad pages in the
+   * header allowed (never usable), span `maxpages - 1` (`setup_swap_map`).
+   */
+  SWAPDIO_LAYOUT_BLOCK_DEVICE = 2,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -452,6 +457,14 @@ enum swapdio_refusal
    */
   SWAPDIO_REFUSAL_HEADER_TOO_SMALL = 17,
   /**
+   * More pages than `last_page` (a `u32`) can describe.
+   */
+  SWAPDIO_REFUSAL_HEADER_TOO_LARGE = 18,
+  /**
+   * A bad-page entry that is page 0 or past `last_page`.
+   */
+  SWAPDIO_REFUSAL_HEADER_BAD_PAGE_OUT_OF_RANGE = 19,
+  /**
    * `swapfile must not be copy-on-write`.
    */
   SWAPDIO_REFUSAL_CAPS_COPY_ON_WRITE = 20,
@@ -547,6 +560,10 @@ enum swapdio_refusal
    * The map storage handed in is too small (`-ENOMEM`).
    */
   SWAPDIO_REFUSAL_MAP_STORAGE_TOO_SMALL = 44,
+  /**
+   * Two extents map the same device page (device mode).
+   */
+  SWAPDIO_REFUSAL_PHYSICAL_OVERLAP = 45,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

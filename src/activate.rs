@@ -10,7 +10,7 @@
 
 use crate::caps::{choose_mode, BackendCaps, CapsRefusal, FileAttrs, IoMode, ModeRequest};
 use crate::errno::Errno;
-use crate::header::{HeaderError, HeaderLimits, SwapHeader};
+use crate::header::{HeaderError, HeaderLimits, SwapHeader, SwapTarget};
 use crate::map::{MapEntry, MapError, SwapMap};
 use crate::PAGE_SIZE;
 
@@ -64,6 +64,13 @@ pub enum Layout<'a> {
         /// Bytes allocated to the file.
         allocated_bytes: u64,
     },
+    /// A whole block device (`S_ISBLK`; `file_size` is its size): `setup_swap_extents`
+    /// maps it as one extent at byte 0 (`add_swap_extent(si, 0, si->max, 0)`), span
+    /// `maxpages - 1`. The header may carry a bad-page list (`setup_swap_map`): entries
+    /// 0 or past `last_page` are refused, the others below `maxpages` are never used for
+    /// data ([`ActivationReport::bad_pages`]; [`SwapHeader::bad_page`] lists them).
+    /// Swap-slot allocators must skip those slots.
+    BlockDevice,
 }
 
 /// Everything activation looks at.
@@ -106,7 +113,7 @@ impl<'a> ActivationRequest<'a> {
     pub fn map_capacity(&self) -> usize {
         match self.layout {
             Layout::Extents(e) => e.len().max(1),
-            Layout::Opaque { .. } => 1,
+            Layout::Opaque { .. } | Layout::BlockDevice => 1,
         }
     }
 }
@@ -158,6 +165,13 @@ pub enum Refusal {
     /// Only the header page is usable.
     #[error("Empty swap-file")]
     EmptySwapFile,
+    /// Two extents map the same device bytes (in device mode two slots would share one
+    /// page). The kernel trusts FIEMAP here; swapdio refuses it.
+    #[error("extents overlap on the device: slot {slot} maps bytes already mapped")]
+    PhysicalOverlap {
+        /// The first slot whose page another slot also maps (in device-byte order).
+        slot: u64,
+    },
     /// Extent reports out of order or overlapping (bad input, not a kernel rule).
     #[error("extent reports are not sorted by logical offset or overlap")]
     ExtentsUnsorted,
@@ -254,6 +268,10 @@ pub struct ActivationReport {
     pub highest_page: u64,
     /// Bytes lost and why.
     pub lost: TrimLoss,
+    /// Entries of the header's bad-page list inside the area (block devices only; a
+    /// repeated page counts per entry, as in the kernel): not in `usable_pages`. The
+    /// listed pages are never used for data ([`SwapHeader::bad_page`] lists them).
+    pub bad_pages: u64,
 }
 
 impl ActivationReport {
@@ -365,7 +383,11 @@ pub fn activate_into(
     out: &mut [MapEntry],
 ) -> Result<(usize, ActivationReport), ActivationError> {
     let header = SwapHeader::parse(req.header).map_err(Refusal::Header)?;
-    let maxpages = header.validate(req.file_size, req.limits).map_err(Refusal::Header)?;
+    let target = match req.layout {
+        Layout::BlockDevice => SwapTarget::BlockDevice,
+        _ => SwapTarget::File,
+    };
+    let maxpages = header.validate_for(target, req.file_size, req.limits).map_err(Refusal::Header)?;
     let mode_request = match (req.layout, req.mode) {
         (Layout::Opaque { .. }, ModeRequest::Auto) if req.caps.contains(BackendCaps::SWAP_RW) => ModeRequest::File,
         (_, m) => m,
@@ -383,6 +405,7 @@ pub fn activate_into(
     };
 
     match req.layout {
+        Layout::BlockDevice => return activate_block_device(req, &header, maxpages, w),
         Layout::Opaque { allocated_bytes } => {
             if mode == IoMode::Device {
                 return Err(Refusal::NoExtentMap.into());
@@ -452,6 +475,9 @@ pub fn activate_into(
     if w.nr_pages == 1 {
         return Err(Refusal::EmptySwapFile.into());
     }
+    if mode == IoMode::Device {
+        refuse_physical_overlap(&mut w.out[..w.used])?;
+    }
     let span_pages = match mode {
         IoMode::Device => 1 + w.highest - w.lowest,
         IoMode::File => w.nr_pages - 1,
@@ -466,6 +492,65 @@ pub fn activate_into(
         lowest_page: w.lowest,
         highest_page: w.highest,
         lost: w.lost,
+        bad_pages: 0,
+    };
+    Ok((w.used, report))
+}
+
+/// Refuses a map in which two entries cover the same device page. Sorts the entries by
+/// device position in place (no allocation), checks neighbours, and restores slot
+/// order (first slots are unique, so the second sort is exact).
+fn refuse_physical_overlap(entries: &mut [MapEntry]) -> Result<(), ActivationError> {
+    entries.sort_unstable_by_key(|e| e.start);
+    let overlap = entries.windows(2).find(|p| p[0].start.saturating_add(p[0].pages.saturating_mul(PAGE)) > p[1].start);
+    let slot = overlap.map(|p| p[1].first_slot);
+    entries.sort_unstable_by_key(|e| e.first_slot);
+    match slot {
+        Some(slot) => Err(Refusal::PhysicalOverlap { slot }.into()),
+        None => Ok(()),
+    }
+}
+
+/// The block-device path of `setup_swap_map` + `setup_swap_extents`: bad pages 0 or
+/// past `last_page` refuse; each entry below `maxpages` costs one usable page; one
+/// extent `[0, maxpages)` at device byte 0; span `maxpages - 1`.
+fn activate_block_device(
+    req: &ActivationRequest<'_>,
+    header: &SwapHeader,
+    maxpages: u64,
+    mut w: Walk<'_>,
+) -> Result<(usize, ActivationReport), ActivationError> {
+    let mode = choose_mode(req.caps, req.attrs, req.mode).map_err(Refusal::Caps)?;
+    let mut bad = 0u64;
+    for i in 0..header.nr_badpages {
+        let Some(page) = header.bad_page(req.header, i) else { break };
+        if page == 0 || page > header.last_page {
+            return Err(Refusal::Header(HeaderError::BadPageOutOfRange(page)).into());
+        }
+        // `setup_swap_map` counts every entry: a repeated page costs one usable page per
+        // entry (observed on Linux 6.18: pages 100,100 leave 16381 of 16383).
+        if u64::from(page) < maxpages {
+            bad += 1;
+        }
+    }
+    let good = maxpages.saturating_sub(1).saturating_sub(bad);
+    if good == 0 {
+        return Err(Refusal::EmptySwapFile.into());
+    }
+    let walk_end = req.file_size / PAGE * PAGE;
+    w.lost.beyond_header = walk_end.saturating_sub(maxpages.saturating_mul(PAGE));
+    w.push(maxpages, 0)?;
+    let report = ActivationReport {
+        mode,
+        slots: maxpages,
+        usable_pages: good,
+        header_pages: maxpages,
+        extents: 1,
+        span_pages: maxpages - 1,
+        lowest_page: 1,
+        highest_page: maxpages - 1,
+        lost: w.lost,
+        bad_pages: bad,
     };
     Ok((w.used, report))
 }

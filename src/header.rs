@@ -65,6 +65,12 @@ pub enum HeaderError {
     /// `mkswap` was asked for fewer than two pages (header plus one data page).
     #[error("swap area needs at least 2 pages, got {0}")]
     TooSmall(u64),
+    /// `mkswap` was asked for more pages than `last_page` (a `u32`) can describe.
+    #[error("swap area of {0} pages is too large for a SWAPSPACE2 header (at most 2^32 pages)")]
+    TooLarge(u64),
+    /// A bad-page list entry is page 0 or past `last_page` (`setup_swap_map` refuses it).
+    #[error("bad page {0} is outside the swap area")]
+    BadPageOutOfRange(u32),
 }
 
 impl HeaderError {
@@ -72,6 +78,16 @@ impl HeaderError {
     pub const fn errno(self) -> Errno {
         Errno::EINVAL
     }
+}
+
+/// What the swap area is: the kernel treats bad-page lists differently on each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SwapTarget {
+    /// A regular file (`S_ISREG`): no bad pages allowed.
+    #[default]
+    File,
+    /// A whole block device (`S_ISBLK`): bad pages allowed, never used as slots.
+    BlockDevice,
 }
 
 /// Limits the kernel applies when validating a header.
@@ -143,6 +159,14 @@ impl SwapHeader {
     /// Applies `read_swap_header`'s size rules to a regular file of `file_size` bytes and
     /// returns `maxpages`: the number of page slots, header page included.
     pub fn validate(&self, file_size: u64, limits: HeaderLimits) -> Result<u64, HeaderError> {
+        self.validate_for(SwapTarget::File, file_size, limits)
+    }
+
+    /// [`SwapHeader::validate`] for a swap area of `size` bytes on `target`: as in
+    /// `read_swap_header`, a bad-page list is refused on regular files only
+    /// (`nr_badpages && S_ISREG`), and on every target when it is longer than
+    /// [`MAX_SWAP_BADPAGES`].
+    pub fn validate_for(&self, target: SwapTarget, file_size: u64, limits: HeaderLimits) -> Result<u64, HeaderError> {
         let last_page = u64::from(self.last_page);
         if last_page == 0 {
             return Err(HeaderError::Empty);
@@ -162,20 +186,34 @@ impl SwapHeader {
         if file_pages != 0 && maxpages > file_pages {
             return Err(HeaderError::ShorterThanSignature);
         }
-        if self.nr_badpages != 0 {
+        if self.nr_badpages != 0 && target == SwapTarget::File {
             return Err(HeaderError::BadPagesInFile);
+        }
+        if self.nr_badpages > MAX_SWAP_BADPAGES {
+            return Err(HeaderError::TooManyBadPages(self.nr_badpages));
         }
         Ok(maxpages)
     }
 
     /// A fresh version-1 header for a swap area of `pages` pages (header included),
-    /// as `mkswap` writes it: `last_page = pages - 1`, no bad pages.
+    /// as `mkswap` writes it: `last_page = pages - 1`, no bad pages. More pages than a
+    /// `u32` `last_page` can describe is [`HeaderError::TooLarge`], never a clamp.
     pub fn new(pages: u64, uuid: [u8; 16], label: [u8; 16]) -> Result<SwapHeader, HeaderError> {
         if pages < 2 {
             return Err(HeaderError::TooSmall(pages));
         }
-        let last_page = u32::try_from(pages - 1).unwrap_or(u32::MAX);
+        let last_page = u32::try_from(pages - 1).map_err(|_| HeaderError::TooLarge(pages))?;
         Ok(SwapHeader { version: 1, last_page, nr_badpages: 0, uuid, label, byte_swapped: false })
+    }
+
+    /// Entry `i` of the bad-page list in `page` (the page this header was parsed from),
+    /// in host byte order; `None` past `nr_badpages` or [`MAX_SWAP_BADPAGES`].
+    pub fn bad_page(&self, page: &[u8], i: u32) -> Option<u32> {
+        if i >= self.nr_badpages || i >= MAX_SWAP_BADPAGES {
+            return None;
+        }
+        let v = read_u32(page, BADPAGES_OFFSET + 4 * i as usize);
+        Some(if self.byte_swapped { v.swap_bytes() } else { v })
     }
 
     /// Writes this header into `page` (the mkswap equivalent): zeroes the page past the
@@ -298,6 +336,31 @@ mod tests {
         p[VERSION_OFFSET..VERSION_OFFSET + 4].copy_from_slice(&1u32.swap_bytes().to_ne_bytes());
         p[NR_BADPAGES_OFFSET..NR_BADPAGES_OFFSET + 4].copy_from_slice(&1000u32.swap_bytes().to_ne_bytes());
         assert_eq!(SwapHeader::parse(&p), Err(HeaderError::TooManyBadPages(1000)));
+    }
+
+    #[test]
+    fn mkswap_refuses_more_pages_than_last_page_can_describe() {
+        assert_eq!(SwapHeader::new(1 << 40, [0; 16], [0; 16]), Err(HeaderError::TooLarge(1 << 40)));
+        assert_eq!(SwapHeader::new((1 << 32) + 1, [0; 16], [0; 16]), Err(HeaderError::TooLarge((1 << 32) + 1)));
+        assert_eq!(SwapHeader::new(1 << 32, [0; 16], [0; 16]).map(|h| h.last_page), Ok(u32::MAX));
+    }
+
+    #[test]
+    fn header_bad_pages_allowed_on_block_devices_up_to_the_limit() {
+        let mut p = page_for(100);
+        p[1032..1036].copy_from_slice(&3u32.to_ne_bytes());
+        for (i, b) in [10u32, 20, 30].iter().enumerate() {
+            p[1536 + 4 * i..1540 + 4 * i].copy_from_slice(&b.to_ne_bytes());
+        }
+        let h = SwapHeader::parse(&p).unwrap();
+        assert_eq!(h.validate(100 * PAGE_SIZE as u64, HeaderLimits::default()), Err(HeaderError::BadPagesInFile));
+        assert_eq!(h.validate_for(SwapTarget::BlockDevice, 100 * PAGE_SIZE as u64, HeaderLimits::default()), Ok(100));
+        assert_eq!((0..4).map(|i| h.bad_page(&p, i)).collect::<Vec<_>>(), [Some(10), Some(20), Some(30), None]);
+        let many = SwapHeader { nr_badpages: MAX_SWAP_BADPAGES + 1, ..h };
+        assert_eq!(
+            many.validate_for(SwapTarget::BlockDevice, 100 * PAGE_SIZE as u64, HeaderLimits::default()),
+            Err(HeaderError::TooManyBadPages(MAX_SWAP_BADPAGES + 1))
+        );
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub use backend::{Backend, Submit};
 pub use caps::{choose_mode, BackendCaps, CapsRefusal, FileAttrs, IoMode, ModeRequest};
 pub use engine::{CompleteError, Engine, EngineError, Stats, SwapError};
 pub use errno::Errno;
-pub use header::{HeaderError, HeaderLimits, SwapHeader};
+pub use header::{HeaderError, HeaderLimits, SwapHeader, SwapTarget};
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use iocb::OwnedStorage;

@@ -26,7 +26,7 @@ fn accept(r: &ActivationRequest<'_>) -> (Vec<MapEntry>, ActivationReport) {
     let (map, report) = activate_owned(r).unwrap_or_else(|e| panic!("refused: {e:?}"));
     let file_size = r.file_size;
     assert_eq!(report.slots * P + report.lost.total(), file_size, "TrimLoss invariant: {report:?}");
-    assert_eq!(report.usable_pages + 1, report.slots);
+    assert_eq!(report.usable_pages + report.bad_pages + 1, report.slots);
     assert_eq!(map.slots(), report.slots);
     assert_eq!(map.entries().len() as u64, report.extents);
     let mut out = vec![MapEntry::default(); r.map_capacity()];
@@ -441,4 +441,83 @@ fn map_storage_too_small_is_a_typed_error() {
     }
     let mut out = vec![MapEntry::default(); 4];
     assert_eq!(activate_into(&r, &mut out).unwrap().0, 4);
+}
+
+// ---- block devices and overlapping extents (issue: bad pages, overlap) ------------------
+
+/// A header page for `last_page` with `bad` as its bad-page list.
+fn hdr_with_bad_pages(last_page: u32, bad: &[u32]) -> Vec<u8> {
+    let mut page = hdr(last_page);
+    page[1032..1036].copy_from_slice(&(bad.len() as u32).to_ne_bytes());
+    for (i, b) in bad.iter().enumerate() {
+        page[1536 + 4 * i..1540 + 4 * i].copy_from_slice(&b.to_ne_bytes());
+    }
+    page
+}
+
+fn device_req(header: &[u8], size: u64) -> ActivationRequest<'_> {
+    ActivationRequest::new(header, size, Layout::BlockDevice, DEV, BackendCaps::BLOCK_DEVICE)
+}
+
+/// `setup_swap_map` on a block device: bad pages allowed, each entry costs a usable
+/// page (a repeated one twice), never usable; one extent at byte 0; span `maxpages - 1` (the swap area, not the device).
+/// Numbers as `swapon` gave them on a 64 MiB loop device (Linux 6.18).
+#[test]
+fn block_device_bad_pages_are_allowed_and_never_usable() {
+    let size = 16384 * P;
+    for (last, bad, usable, span) in [
+        (16383u32, &[100u32, 200, 300][..], 16380u64, 16383u64),
+        (16383, &[100, 100], 16381, 16383),
+        (16383, &[16383], 16382, 16383),
+        (8000, &[100], 7999, 8000),
+        (2, &[1], 1, 2),
+    ] {
+        let h = hdr_with_bad_pages(last, bad);
+        let (map, r) = accept(&device_req(&h, size));
+        assert_eq!((r.usable_pages, r.span_pages, r.extents), (usable, span, 1), "{last} {bad:?}");
+        assert_eq!(map, vec![entry(0, u64::from(last) + 1, 0)]);
+        assert_eq!(r.slots * P + r.lost.total(), size);
+    }
+}
+
+/// Bad page 0, one past `last_page`, or more than `MAX_SWAP_BADPAGES` entries: `EINVAL`.
+/// On a regular file any bad page is refused.
+#[test]
+fn block_device_bad_page_zero_past_last_page_or_too_many_is_refused() {
+    let size = 16384 * P;
+    for bad in [&[0u32][..], &[16384], &[5, 9000, 16384]] {
+        let h = hdr_with_bad_pages(16383, bad);
+        let e = refuse(&device_req(&h, size));
+        assert!(matches!(e.refusal, Refusal::Header(HeaderError::BadPageOutOfRange(_))), "{bad:?}: {e:?}");
+        assert_eq!(e.errno(), Errno::EINVAL);
+    }
+    let mut h = hdr_with_bad_pages(16383, &[5]);
+    h[1032..1036].copy_from_slice(&(swapdio::header::MAX_SWAP_BADPAGES + 1).to_ne_bytes());
+    assert!(matches!(refuse(&device_req(&h, size)).refusal, Refusal::Header(HeaderError::TooManyBadPages(_))));
+    let h = hdr_with_bad_pages(16383, &[5]);
+    let one = [ext(0, 0, size)];
+    assert_eq!(
+        refuse(&req(&h, size, &one, BackendCaps::BLOCK_DEVICE)).refusal,
+        Refusal::Header(HeaderError::BadPagesInFile)
+    );
+    // Every data page bad: only the header page is left.
+    let h = hdr_with_bad_pages(2, &[1, 2]);
+    assert_eq!(refuse(&device_req(&h, size)).refusal, Refusal::EmptySwapFile);
+}
+
+/// Two extents on the same device bytes (slots 8 and 40 at one position): refused in
+/// device mode (the kernel trusts FIEMAP and would hand both slots the same page);
+/// accepted in file mode, where positions are file offsets.
+#[test]
+fn device_mode_refuses_extents_that_overlap_physically() {
+    let h = hdr(63);
+    let extents = [ext(0, 0, 8 * P), ext(8 * P, 100 * P, 32 * P), ext(40 * P, 100 * P, 24 * P)];
+    let e = refuse(&req(&h, 64 * P, &extents, BackendCaps::BLOCK_DEVICE));
+    assert_eq!((e.refusal, e.errno()), (Refusal::PhysicalOverlap { slot: 40 }, Errno::EINVAL));
+    let mut r = req(&h, 64 * P, &extents, FS_FILE);
+    r.mode = ModeRequest::File;
+    accept(&r);
+    // Adjacent but not overlapping is fine.
+    let extents = [ext(0, 0, 8 * P), ext(8 * P, 100 * P, 32 * P), ext(40 * P, 132 * P, 24 * P)];
+    accept(&req(&h, 64 * P, &extents, BackendCaps::BLOCK_DEVICE));
 }

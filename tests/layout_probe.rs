@@ -88,7 +88,7 @@ fn lease_detects_truncate_and_replacement_but_not_a_reprobe() {
 }
 
 #[test]
-fn tmpfs_file_is_refused_saying_there_is_no_extent_map() {
+fn tmpfs_file_is_refused_it_has_no_read_folio() {
     let shm = Path::new("/dev/shm");
     if !shm.is_dir() {
         println!("SKIP: no /dev/shm");
@@ -113,7 +113,7 @@ fn tmpfs_file_is_refused_saying_there_is_no_extent_map() {
     match rep.kernel {
         Verdict::Refused(r) => {
             assert_eq!(r.errno, Errno::EINVAL);
-            assert!(r.reason.contains("no FIEMAP"), "{}", r.reason);
+            assert!(r.reason.contains("no read_folio"), "{}", r.reason);
         }
         v => panic!("tmpfs accepted: {v:?}"),
     }

@@ -1,10 +1,15 @@
 //! `swapdio check PATH [--mode auto|device|file]`: a dry-run swapon.
 //!
-//! With `--mode auto` (the default) the verdict and exit status are the kernel's: what
-//! `swapon(2)` would return, the kernel's message, and the size `/proc/swaps` would
-//! show. With an explicit mode they are swapdio's own activation in that mode. Both are
-//! always printed. Exit status 0 only if the verdict is "usable".
+//! Two verdicts are always printed: the **swapon prediction** (what `swapon(2)` would
+//! return, the kernel's message, the size `/proc/swaps` would show, extents and span as
+//! dmesg prints them) and **swapdio's** own activation in the requested mode (for device
+//! mode: whether the block device can be opened). The exit status follows the swapon
+//! prediction with `--mode auto` (the default) and swapdio's verdict with an explicit
+//! `--mode device|file`; it is 0 only if that verdict is "usable". JSON says which in
+//! `exit_status_follows`.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use swapdio::linux::check::{flag_names, mode_name, mode_request_name, CheckReport, Verdict};
@@ -43,14 +48,16 @@ pub struct Args {
 pub(crate) fn verdict_text(v: &Verdict) -> String {
     match v {
         Verdict::Usable(r) => format!(
-            "USABLE: {} KiB ({} pages) in {} mode; {} extent(s), span {} pages (pages {}..={})",
+            "USABLE: {} KiB ({} pages) in {} mode; {} extent(s), span {} KiB ({} pages, {}..={}){}",
             r.usable_kib(),
             r.usable_pages,
             mode_name(r.mode),
             r.extents,
+            r.span_pages * 4,
             r.span_pages,
             r.lowest_page,
-            r.highest_page
+            r.highest_page,
+            if r.bad_pages > 0 { format!("; {} bad page(s) never used", r.bad_pages) } else { String::new() }
         ),
         Verdict::Refused(r) => {
             let mut s = format!("REFUSED: {}, {}", r.reason, r.errno);
@@ -65,11 +72,13 @@ pub(crate) fn verdict_text(v: &Verdict) -> String {
     }
 }
 
-fn print_text(rep: &CheckReport, all_extents: bool) {
-    outln!("{}", rep.path.display());
+fn render_text(rep: &CheckReport, all_extents: bool) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "{}", rep.path.display());
     if let Some(l) = &rep.layout {
         let (ma, mi) = dev_major_minor(l.device);
-        outln!(
+        let _ = writeln!(
+            o,
             "  {} (block size {}), device {ma}:{mi}{}, size {} bytes, allocated {} bytes, attributes [{}]",
             l.fs,
             l.block_size,
@@ -79,13 +88,14 @@ fn print_text(rep: &CheckReport, all_extents: bool) {
             l.attrs.iter_names().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
         );
         if !l.extent_map {
-            outln!("  no FIEMAP extent map: layout is opaque (file mode only)");
+            let _ = writeln!(o, "  no FIEMAP extent map: layout is opaque (file mode only)");
         } else {
             let span = l.physical_span().map(|(a, b)| format!(", physical bytes {a}..{b}")).unwrap_or_default();
-            outln!("  {} FIEMAP extent(s){span}", l.extents.len());
+            let _ = writeln!(o, "  {} FIEMAP extent(s){span}", l.extents.len());
             let shown = if all_extents { l.extents.len() } else { EXTENTS_SHOWN.min(l.extents.len()) };
             for (i, e) in l.extents.iter().take(shown).enumerate() {
-                outln!(
+                let _ = writeln!(
+                    o,
                     "    #{i:<4} logical {:>12}  physical {:>14}  length {:>12}  {}",
                     e.logical,
                     e.physical,
@@ -94,22 +104,30 @@ fn print_text(rep: &CheckReport, all_extents: bool) {
                 );
             }
             if shown < l.extents.len() {
-                outln!("    ... {} more (--all-extents)", l.extents.len() - shown);
+                let _ = writeln!(o, "    ... {} more (--all-extents)", l.extents.len() - shown);
             }
         }
     }
     if let Some(h) = &rep.header {
-        outln!(
-            "  header: SWAPSPACE2 version {}, last_page {}{}",
+        let _ = writeln!(
+            o,
+            "  header: SWAPSPACE2 version {}, last_page {}, {} bad page(s){}{}",
             h.version,
             h.last_page,
+            h.nr_badpages,
+            if rep.bad_pages.is_empty() { String::new() } else { format!(" {:?}", rep.bad_pages) },
             if h.byte_swapped { " (byte-swapped)" } else { "" }
         );
     }
-    outln!("  kernel swapon (dry run): {}", verdict_text(&rep.kernel));
+    for w in &rep.warnings {
+        let _ = writeln!(o, "  warning: {w}");
+    }
+    let _ = writeln!(o, "  activation path: {}", rep.path_kind.name());
+    let _ = writeln!(o, "  swapon prediction: {}", verdict_text(&rep.kernel));
     if let Verdict::Usable(r) = &rep.kernel {
         let l = r.lost;
-        outln!(
+        let _ = writeln!(
+            o,
             "    bytes lost: {} total = {} misaligned + {} too-short runs + {} beyond header + {} file tail",
             l.total(),
             l.misaligned,
@@ -118,10 +136,31 @@ fn print_text(rep: &CheckReport, all_extents: bool) {
             l.file_tail
         );
     }
-    outln!("  swapdio --mode {}: {}", mode_request_name(rep.mode), verdict_text(&rep.swapdio));
-    if rep.layout.as_ref().is_some_and(|l| l.fs == FsKind::Btrfs) {
-        outln!("  note: on btrfs FIEMAP gives btrfs logical addresses, not device offsets: swapdio drives btrfs in file mode only");
+    if let Some(d) = &rep.device_access {
+        let _ = writeln!(
+            o,
+            "  device {}: {}",
+            d.path.display(),
+            match d.open {
+                Ok(()) => "can be opened read-write with O_DIRECT (device mode possible)".to_string(),
+                Err(e) => format!("cannot be opened read-write with O_DIRECT: {e} (device mode impossible)"),
+            }
+        );
     }
+    let _ = writeln!(o, "  swapdio --mode {}: {}", mode_request_name(rep.mode), verdict_text(&rep.swapdio));
+    let _ = writeln!(
+        o,
+        "  exit status follows: {}",
+        if rep.primary_name() == "swapdio" {
+            "swapdio's verdict (--mode device|file)"
+        } else {
+            "the swapon prediction"
+        }
+    );
+    if rep.layout.as_ref().is_some_and(|l| l.fs == FsKind::Btrfs) {
+        let _ = writeln!(o, "  note: on btrfs FIEMAP gives btrfs logical addresses (listed above); the swapon prediction maps them through the chunk tree; swapdio drives btrfs in file mode only");
+    }
+    o
 }
 
 /// Runs `swapdio check`.
@@ -138,11 +177,13 @@ pub fn run(args: Args, json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if json {
-        outln!("{}", serde_json::to_string_pretty(&rep.to_json()).unwrap_or_default());
+    let text = if json {
+        serde_json::to_string_pretty(&rep.to_json()).unwrap_or_default() + "\n"
     } else {
-        print_text(&rep, args.all_extents);
-    }
+        render_text(&rep, args.all_extents)
+    };
+    // A closed stdout (`| head -1`) is not an error worth a panic.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     if rep.primary().is_usable() {
         ExitCode::SUCCESS
     } else {

@@ -1,26 +1,11 @@
 //! The `swapdio` binary end to end: exit statuses and JSON output on real files (no root needed).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use swapdio::linux::layout::{probe, FsKind, LayoutError};
 
-/// A scratch directory next to the build output (a disk filesystem, unlike a tmpfs /tmp),
-/// removed on drop.
-struct Scratch(PathBuf);
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let base = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        let p = base.join(format!("swapdio-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("scratch dir");
-        Scratch(p)
-    }
-}
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::Scratch;
 
 fn on_tmpfs(p: &Path) -> bool {
     matches!(probe(p), Err(LayoutError::NoExtentMap { fs: FsKind::Tmpfs, .. }))
@@ -41,15 +26,15 @@ fn cli_check_exit_status_is_zero_only_when_usable() {
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["usable"], true);
-    assert_eq!(v["verdict"]["usable_kib"], 60);
+    assert_eq!(v["swapon_prediction"]["usable_kib"], 60);
 
     let bad = s.0.join("bad");
     std::fs::write(&bad, vec![0u8; 8 * 4096]).unwrap();
     let out = Command::new(bin).args(["--json", "check"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["verdict"]["reason"], "Unable to find swap-space signature");
-    assert_eq!(v["verdict"]["errno"], 22);
+    assert_eq!(v["swapon_prediction"]["reason"], "Unable to find swap-space signature");
+    assert_eq!(v["swapon_prediction"]["errno"], 22);
 
     let out = Command::new(bin).args(["mkswap", "--size", "10000"]).arg(s.0.join("odd")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

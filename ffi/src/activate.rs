@@ -132,6 +132,7 @@ unsafe fn activate_checked(
             Layout::Extents(reports)
         }
         x if x == swapdio_layout::Opaque as u32 => Layout::Opaque { allocated_bytes: act.allocated_bytes },
+        x if x == swapdio_layout::BlockDevice as u32 => Layout::BlockDevice,
         _ => return neg(EINVAL),
     };
     let Some(mode) = mode_request(act.mode) else {

@@ -67,6 +67,8 @@ pub(crate) const fn refusal_code(e: &ActivationError) -> swapdio_refusal {
             HeaderError::BadPagesInFile => R::HeaderBadPagesInFile,
             HeaderError::TooManyBadPages(_) => R::HeaderTooManyBadPages,
             HeaderError::TooSmall(_) => R::HeaderTooSmall,
+            HeaderError::TooLarge(_) => R::HeaderTooLarge,
+            HeaderError::BadPageOutOfRange(_) => R::HeaderBadPageOutOfRange,
         },
         Refusal::Caps(c) => match c {
             CapsRefusal::CopyOnWrite => R::CapsCopyOnWrite,
@@ -94,6 +96,7 @@ pub(crate) const fn refusal_code(e: &ActivationError) -> swapdio_refusal {
         Refusal::ExtentsUnsorted => R::ExtentsUnsorted,
         Refusal::InvalidExtent => R::InvalidExtent,
         Refusal::MapStorageTooSmall { .. } => R::MapStorageTooSmall,
+        Refusal::PhysicalOverlap { .. } => R::PhysicalOverlap,
     }
 }
 
@@ -143,6 +146,8 @@ pub extern "C" fn swapdio_refusal_str(refusal: u32) -> *const c_char {
         15 => cstr!("bad pages are not allowed in a swap file"),
         16 => cstr!("too many bad pages in swap header"),
         17 => cstr!("swap area needs at least 2 pages"),
+        18 => cstr!("swap area too large for a SWAPSPACE2 header"),
+        19 => cstr!("bad page outside the swap area"),
         20 => cstr!("swapfile must not be copy-on-write"),
         21 => cstr!("swapfile must not be compressed"),
         22 => cstr!("swapfile must not be checksummed"),
@@ -167,6 +172,7 @@ pub extern "C" fn swapdio_refusal_str(refusal: u32) -> *const c_char {
         42 => cstr!("extent reports are not sorted by logical offset or overlap"),
         43 => cstr!("extent report has zero length or overflows"),
         44 => cstr!("map storage too small"),
+        45 => cstr!("extents overlap on the device"),
         _ => cstr!("unknown refusal"),
     }
 }

@@ -140,6 +140,9 @@ pub enum swapdio_layout {
     Extents = 0,
     /// No extent map (NFS, SMB): only `allocated_bytes`, file mode only.
     Opaque = 1,
+    /// A whole block device of `file_size` bytes: one extent at byte 0, bad pages in the
+    /// header allowed (never usable), span `maxpages - 1` (`setup_swap_map`).
+    BlockDevice = 2,
 }
 
 /// Whether the caller may enter the filesystem (`__GFP_FS`), for `swapdio_write`.
@@ -225,6 +228,10 @@ pub enum swapdio_refusal {
     HeaderTooManyBadPages = 16,
     /// Fewer than two pages.
     HeaderTooSmall = 17,
+    /// More pages than `last_page` (a `u32`) can describe.
+    HeaderTooLarge = 18,
+    /// A bad-page entry that is page 0 or past `last_page`.
+    HeaderBadPageOutOfRange = 19,
     /// `swapfile must not be copy-on-write`.
     CapsCopyOnWrite = 20,
     /// `swapfile must not be compressed` (file attribute).
@@ -273,6 +280,8 @@ pub enum swapdio_refusal {
     InvalidExtent = 43,
     /// The map storage handed in is too small (`-ENOMEM`).
     MapStorageTooSmall = 44,
+    /// Two extents map the same device page (device mode).
+    PhysicalOverlap = 45,
 }
 
 // ---- structs -----------------------------------------------------------------------

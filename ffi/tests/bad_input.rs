@@ -213,7 +213,7 @@ fn unknown_enum_and_flag_values_are_refused_with_einval() {
     };
     // SAFETY: valid pointers; the values are under test.
     unsafe {
-        for a in [act(&|a| a.layout = 2), act(&|a| a.mode = 3), act(&|a| a.caps |= 1 << 20), act(&|a| a.attrs = 1 << 9)]
+        for a in [act(&|a| a.layout = 3), act(&|a| a.mode = 3), act(&|a| a.caps |= 1 << 20), act(&|a| a.attrs = 1 << 9)]
         {
             assert_eq!(swapdio_activate(&a, map.as_mut_ptr(), 2, &mut rep), -EINVAL);
             assert_eq!(rep.refusal, swapdio_refusal::InvalidArgument as u32);

@@ -66,7 +66,9 @@ fuzz_target!(|input: Input| {
             device: e.device,
         })
         .collect();
+    // `opaque` also selects a whole block device (bad pages from a raw header).
     let layout = match input.opaque {
+        Some(u64::MAX) => Layout::BlockDevice,
         Some(allocated_bytes) => Layout::Opaque { allocated_bytes },
         None => Layout::Extents(&extents),
     };

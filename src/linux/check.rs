@@ -1,22 +1,39 @@
 //! Dry-run swapon: would the kernel accept this file, and how much of it?
 //!
-//! Follows the order of `SYSCALL_DEFINE2(swapon)` in `mm/swapfile.c`: claim the file
-//! (`EBUSY` if it is already swap or a mounted device), read page 0 and validate the
-//! header (`read_swap_header`), then the filesystem's `swap_activate` extent walk. The
-//! walk is the core's [`activate_owned`] fed with the layout from [`probe`]. This is the
-//! library path `swapdio check` uses and the differential tests compare with the kernel.
+//! Follows the order of `SYSCALL_DEFINE2(swapon)` in `mm/swapfile.c`:
+//! 1. the open-and-claim step ([`super::claim`]: `EROFS`, `EPERM`, `ETXTBSY`, `EISDIR`,
+//!    `EBUSY`, ...), decided before anything is read;
+//! 2. `read_folio` must exist: tmpfs and overlayfs have none (`EINVAL`);
+//! 3. page 0 is read and the header validated (`read_swap_header`; bad pages only on
+//!    block devices);
+//! 4. the activation path the filesystem has ([`ActivationPath`]): a block device whole
+//!    (`setup_swap_map` with its bad pages), the iomap walk over FIEMAP (ext2/3/4, xfs),
+//!    btrfs's own walk with its checks and chunk mapping ([`super::btrfs`]), the legacy
+//!    `generic_swapfile_activate` with FIBMAP (FUSE and every other filesystem with
+//!    `->bmap`, [`super::bmap`]), or NFS's `swap_rw` (file mode, opaque layout).
+//!
+//! The result is a prediction of `swapon(2)` (verdict, errno, message, usable KiB,
+//! extents, span), next to what swapdio's own drivers could do with the file in the
+//! requested mode. This is the library path `swapdio check` uses and the differential
+//! tests (`tests/kernel_diff.rs`) compare with the kernel.
 //!
 //! Also holds thin wrappers for the real `swapon(2)`/`swapoff(2)`, used to compare.
 
-use super::layout::{probe, read_header, FileLayout, LayoutError};
-use crate::activate::{activate_owned, ActivationError, ActivationReport, ExtentFlags, Refusal};
-use crate::caps::{IoMode, ModeRequest};
+use super::bmap::{fibmap, generic_activate, BmapError};
+use super::btrfs;
+use super::claim::{claim, device_openable, ClaimRefusal, Target};
+use super::layout::{fstatfs, probe, read_header, FileLayout, FsKind, LayoutError};
+use crate::activate::{activate_owned, ActivationError, ActivationReport, ExtentFlags, Layout, Refusal};
+use crate::caps::{BackendCaps, IoMode, ModeRequest};
 use crate::errno::Errno;
-use crate::header::{HeaderLimits, SwapHeader};
+use crate::header::{HeaderLimits, SwapHeader, SwapTarget};
+use crate::PAGE_SIZE;
 #[cfg(feature = "serde")]
 use serde_json::{json, Value};
 use std::ffi::CString;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Why a file was refused, as swapon would say it.
@@ -48,7 +65,20 @@ impl From<ActivationError> for RefusalInfo {
 
 impl From<&LayoutError> for RefusalInfo {
     fn from(e: &LayoutError) -> Self {
-        RefusalInfo { reason: e.to_string(), errno: e.errno(), extent: None, offset: None, refusal: None }
+        RefusalInfo::plain(e.errno(), e.to_string())
+    }
+}
+
+impl From<ClaimRefusal> for RefusalInfo {
+    fn from(e: ClaimRefusal) -> Self {
+        RefusalInfo::plain(e.errno, e.reason)
+    }
+}
+
+impl RefusalInfo {
+    /// A refusal that is not the activation walk's: an errno and a reason.
+    pub fn plain(errno: Errno, reason: impl Into<String>) -> RefusalInfo {
+        RefusalInfo { reason: reason.into(), errno, extent: None, offset: None, refusal: None }
     }
 }
 
@@ -90,8 +120,9 @@ impl Verdict {
         }
     }
 
-    /// JSON form: `usable`, and either the report (usable KiB, mode, slots, extents,
-    /// span, lowest/highest page, bytes lost by cause) or the refusal (reason, errno).
+    /// JSON form: `usable`, and either the report (usable KiB, mode, slots, bad pages,
+    /// extents, span in pages and KiB, lowest/highest page, bytes lost by cause) or the
+    /// refusal (reason, errno and its name).
     #[cfg(feature = "serde")]
     pub fn to_json(&self) -> Value {
         match self {
@@ -101,9 +132,11 @@ impl Verdict {
                 "mode": mode_name(r.mode),
                 "usable_pages": r.usable_pages,
                 "slots": r.slots,
+                "bad_pages": r.bad_pages,
                 "header_pages": r.header_pages,
                 "extents": r.extents,
                 "span_pages": r.span_pages,
+                "span_kib": r.span_pages * (PAGE_SIZE as u64 / 1024),
                 "lowest_page": r.lowest_page,
                 "highest_page": r.highest_page,
                 "lost_bytes": {
@@ -143,26 +176,95 @@ pub fn mode_request_name(m: ModeRequest) -> &'static str {
     }
 }
 
+/// How the kernel activates the target: which of swapon's paths applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationPath {
+    /// A whole block device: `setup_swap_map` (bad pages) and one extent.
+    BlockDevice,
+    /// `iomap_swapfile_activate` over the extent map (ext2/3/4, xfs), read with FIEMAP.
+    Iomap,
+    /// `btrfs_swap_activate`: btrfs's checks, FIEMAP mapped through the chunk tree.
+    Btrfs,
+    /// `generic_swapfile_activate`: page by page with `bmap`, read with FIBMAP.
+    GenericBmap,
+    /// `nfs_swap_activate`: file mode (`SWP_FS_OPS`), holes from `i_blocks`.
+    SwapRw,
+    /// The claim or the `read_folio` test refused before any path was chosen.
+    None,
+}
+
+impl ActivationPath {
+    /// A short name ("block-device", "iomap", "btrfs", "generic-bmap", "swap_rw", "none").
+    pub fn name(self) -> &'static str {
+        match self {
+            ActivationPath::BlockDevice => "block-device",
+            ActivationPath::Iomap => "iomap",
+            ActivationPath::Btrfs => "btrfs",
+            ActivationPath::GenericBmap => "generic-bmap",
+            ActivationPath::SwapRw => "swap_rw",
+            ActivationPath::None => "none",
+        }
+    }
+}
+
+/// Whether swapdio's device mode can open the block device under the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceAccess {
+    /// The block device node.
+    pub path: PathBuf,
+    /// `Ok` if a read-write `O_DIRECT` open works, else its errno.
+    pub open: Result<(), Errno>,
+}
+
 /// Everything `swapdio check` reports.
 #[derive(Clone, Debug)]
 pub struct CheckReport {
     /// The file checked.
     pub path: PathBuf,
-    /// Its layout, when it could be read.
+    /// File or block device, once `stat` worked.
+    pub target: Option<Target>,
+    /// The kernel's activation path for it.
+    pub path_kind: ActivationPath,
+    /// Its layout (FIEMAP), when it could be read.
     pub layout: Option<FileLayout>,
     /// The parsed header, when page 0 holds one.
     pub header: Option<SwapHeader>,
-    /// What the kernel's swapon would decide (block swap on ext4/xfs/btrfs).
+    /// The header's bad-page list (block devices may carry one).
+    pub bad_pages: Vec<u32>,
+    /// swapdio's **prediction** of `swapon(2)`: verdict, errno, message, usable KiB,
+    /// extents and span as the kernel would report them.
     pub kernel: Verdict,
     /// The mode asked of swapdio.
     pub mode: ModeRequest,
-    /// What swapdio's own drivers would get in `mode` ([`FileLayout::caps`]).
+    /// What swapdio's own drivers would get in `mode` ([`FileLayout::caps`], and whether
+    /// the device can be opened for device mode).
     pub swapdio: Verdict,
+    /// For device mode: can the block device be opened read-write with `O_DIRECT`.
+    pub device_access: Option<DeviceAccess>,
+    /// util-linux-style warnings (permissions, owner) and fscrypt.
+    pub warnings: Vec<String>,
 }
 
 impl CheckReport {
-    /// The verdict the command's exit status follows: the kernel's for
-    /// [`ModeRequest::Auto`] (a dry-run swapon), swapdio's for an explicit mode.
+    /// A report for `path` with nothing found yet: both verdicts "not checked" (`EINVAL`).
+    pub fn new(path: &Path, mode: ModeRequest) -> CheckReport {
+        CheckReport {
+            path: path.to_path_buf(),
+            target: None,
+            path_kind: ActivationPath::None,
+            layout: None,
+            header: None,
+            bad_pages: Vec::new(),
+            kernel: Verdict::Refused(RefusalInfo::plain(Errno::EINVAL, "not checked")),
+            mode,
+            swapdio: Verdict::Refused(RefusalInfo::plain(Errno::EINVAL, "not checked")),
+            device_access: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The verdict the command's exit status follows: the swapon prediction for
+    /// [`ModeRequest::Auto`] (a dry-run swapon), swapdio's own for an explicit mode.
     pub fn primary(&self) -> &Verdict {
         match self.mode {
             ModeRequest::Auto => &self.kernel,
@@ -170,7 +272,18 @@ impl CheckReport {
         }
     }
 
-    /// JSON form of the whole report.
+    /// The JSON key of [`CheckReport::primary`] ("swapon_prediction" or "swapdio").
+    pub fn primary_name(&self) -> &'static str {
+        match self.mode {
+            ModeRequest::Auto => "swapon_prediction",
+            _ => "swapdio",
+        }
+    }
+
+    /// JSON form of the whole report: `swapon_prediction` (what `swapon(2)` would do),
+    /// `swapdio` (what swapdio's drivers could do in the requested mode, with the device
+    /// access), and `exit_status_follows` naming which of the two `usable` and the exit
+    /// status are about.
     #[cfg(feature = "serde")]
     pub fn to_json(&self) -> Value {
         let layout = self.layout.as_ref().map(|l| {
@@ -192,14 +305,35 @@ impl CheckReport {
                 })).collect::<Vec<_>>(),
             })
         });
+        let device = self.device_access.as_ref().map(|d| {
+            json!({
+                "path": d.path.display().to_string(),
+                "openable": d.open.is_ok(),
+                "errno": d.open.err().map(|e| e.0),
+                "errno_name": d.open.err().and_then(|e| e.name()),
+            })
+        });
         json!({
             "path": self.path.display().to_string(),
+            "target": self.target.map(|t| match t { Target::File => "file", Target::BlockDevice => "block-device" }),
+            "activation_path": self.path_kind.name(),
+            "exit_status_follows": self.primary_name(),
             "usable": self.primary().is_usable(),
-            "verdict": self.primary().to_json(),
-            "kernel": self.kernel.to_json(),
-            "swapdio": { "mode_requested": mode_request_name(self.mode), "verdict": self.swapdio.to_json() },
-            "header": self.header.map(|h| json!({"version": h.version, "last_page": h.last_page, "byte_swapped": h.byte_swapped})),
+            "swapon_prediction": self.kernel.to_json(),
+            "swapdio": {
+                "mode_requested": mode_request_name(self.mode),
+                "verdict": self.swapdio.to_json(),
+                "device": device,
+            },
+            "header": self.header.map(|h| json!({
+                "version": h.version,
+                "last_page": h.last_page,
+                "nr_badpages": h.nr_badpages,
+                "bad_pages": self.bad_pages,
+                "byte_swapped": h.byte_swapped,
+            })),
             "layout": layout,
+            "warnings": self.warnings,
         })
     }
 }
@@ -211,40 +345,180 @@ pub fn flag_names(f: ExtentFlags) -> Vec<&'static str> {
 
 /// Dry-run swapon of `path`, plus swapdio's own activation in `mode`.
 ///
-/// Never fails: a file that cannot be read is a refusal with the errno the system call
-/// gave. The header is judged before the extent walk, as swapon does.
+/// Never fails and never blocks: a target that cannot be claimed, read or mapped is a
+/// refusal with the errno `swapon(2)` would give. Steps in swapon's order (module docs).
 pub fn check(path: &Path, mode: ModeRequest) -> CheckReport {
-    let header_page = read_header(path);
-    let header = header_page.as_ref().ok().and_then(|p| SwapHeader::parse(p).ok());
-    let refused = |info: RefusalInfo| CheckReport {
-        path: path.to_path_buf(),
-        layout: None,
-        header,
-        kernel: Verdict::Refused(info.clone()),
-        mode,
-        swapdio: Verdict::Refused(info),
+    let mut rep = CheckReport::new(path, mode);
+    let refuse_both = |rep: &mut CheckReport, info: RefusalInfo| {
+        rep.kernel = Verdict::Refused(info.clone());
+        rep.swapdio = Verdict::Refused(info);
     };
+    // 1. The open-and-claim step.
+    let claimed = match claim(path) {
+        Ok(c) => c,
+        Err(e) => {
+            refuse_both(&mut rep, e.into());
+            return rep;
+        }
+    };
+    rep.target = Some(claimed.target);
+    rep.warnings = claimed.warnings;
+    // 2. read_folio, and which activation path the filesystem has.
+    let (fs, block_bits) = match claimed.target {
+        Target::BlockDevice => (FsKind::BlockDevice, 12),
+        Target::File => match File::open(path).and_then(|f| fstatfs(&f)) {
+            #[allow(clippy::unnecessary_cast)] // `f_type` is not i64 on every architecture
+            Ok(st) => (FsKind::from_magic(st.f_type as i64), claimed.meta.blksize().trailing_zeros()),
+            Err(e) => {
+                refuse_both(&mut rep, RefusalInfo::plain(Errno(e.raw_os_error().unwrap_or(5)), e.to_string()));
+                return rep;
+            }
+        },
+    };
+    if matches!(fs, FsKind::Tmpfs | FsKind::Overlay) {
+        let why = format!("{fs} has no read_folio: swapon cannot read the swap header through it (no swap on {fs})");
+        refuse_both(&mut rep, RefusalInfo::plain(Errno::EINVAL, why));
+        return rep;
+    }
+    rep.path_kind = match fs {
+        FsKind::BlockDevice => ActivationPath::BlockDevice,
+        FsKind::Ext4 | FsKind::Xfs => ActivationPath::Iomap,
+        FsKind::Btrfs => ActivationPath::Btrfs,
+        FsKind::Nfs => ActivationPath::SwapRw,
+        _ => ActivationPath::GenericBmap,
+    };
+    // 3. Page 0 and read_swap_header.
+    let page = match read_header(path) {
+        Ok(p) => p,
+        Err(e) => {
+            refuse_both(&mut rep, RefusalInfo::from(&e));
+            return rep;
+        }
+    };
+    let size = match claimed.target {
+        Target::File => claimed.meta.len(),
+        Target::BlockDevice => {
+            File::open(path).and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))).unwrap_or(0)
+        }
+    };
+    let target = match claimed.target {
+        Target::File => SwapTarget::File,
+        Target::BlockDevice => SwapTarget::BlockDevice,
+    };
+    let maxpages = SwapHeader::parse(&page).and_then(|h| {
+        rep.header = Some(h);
+        rep.bad_pages = (0..h.nr_badpages).map_while(|i| h.bad_page(&page, i)).collect();
+        h.validate_for(target, size, HeaderLimits::default())
+    });
+    let maxpages = match maxpages {
+        Ok(m) => m,
+        Err(h) => {
+            refuse_both(&mut rep, ActivationError::from(Refusal::Header(h)).into());
+            return rep;
+        }
+    };
+    // 4. The filesystem's activation, and swapdio's own.
     let layout = match probe(path) {
         Ok(l) => l,
-        Err(e @ LayoutError::NoExtentMap { .. }) => {
-            // swapon reads the header before asking the filesystem for its layout.
-            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            let hdr = header_page.as_ref().map_err(RefusalInfo::from).and_then(|p| {
-                SwapHeader::parse(p)
-                    .and_then(|h| h.validate(size, HeaderLimits::default()))
-                    .map_err(|h| RefusalInfo::from(ActivationError::from(Refusal::Header(h))))
-            });
-            return refused(hdr.err().unwrap_or_else(|| RefusalInfo::from(&e)));
+        Err(e) => {
+            let info = RefusalInfo::from(&e);
+            rep.swapdio = Verdict::Refused(info.clone());
+            rep.kernel = match rep.path_kind {
+                ActivationPath::GenericBmap => generic_verdict(path, size, block_bits, maxpages),
+                _ => Verdict::Refused(info),
+            };
+            return rep;
         }
-        Err(e) => return refused(RefusalInfo::from(&e)),
     };
-    let page = match header_page {
-        Ok(p) => p,
-        Err(e) => return CheckReport { layout: Some(layout), ..refused(RefusalInfo::from(&e)) },
+    rep.kernel = match rep.path_kind {
+        ActivationPath::GenericBmap => generic_verdict(path, size, block_bits, maxpages),
+        ActivationPath::Btrfs => btrfs_verdict(path, &layout, &page),
+        _ => Verdict::from_result(activate_owned(&layout.kernel_request(&page)).map(|(_, r)| r)),
     };
-    let kernel = Verdict::from_result(activate_owned(&layout.kernel_request(&page)).map(|(_, r)| r));
-    let swapdio = Verdict::from_result(activate_owned(&layout.activation_request(&page, mode)).map(|(_, r)| r));
-    CheckReport { path: path.to_path_buf(), layout: Some(layout), header, kernel, mode, swapdio }
+    rep.swapdio = swapdio_verdict(&layout, &page, mode, &mut rep.device_access);
+    rep.layout = Some(layout);
+    rep
+}
+
+/// swapdio's own activation in `mode`; device mode needs the block device to open
+/// read-write with `O_DIRECT` (auto falls back to file mode when it does not).
+fn swapdio_verdict(layout: &FileLayout, page: &[u8], mode: ModeRequest, access: &mut Option<DeviceAccess>) -> Verdict {
+    let mut req = layout.activation_request(page, mode);
+    let wants_device = mode != ModeRequest::File && req.caps.contains(BackendCaps::DEVICE_IO);
+    if let (true, Some(dev)) = (wants_device, layout.device_path.as_ref()) {
+        let open = device_openable(dev);
+        *access = Some(DeviceAccess { path: dev.clone(), open });
+        if let Err(e) = open {
+            if mode == ModeRequest::Device {
+                let why = format!("device mode cannot open {} read-write with O_DIRECT ({e})", dev.display());
+                return Verdict::Refused(RefusalInfo::plain(e, why));
+            }
+            req.caps = layout.caps().difference(BackendCaps::BLOCK_DEVICE)
+                | BackendCaps::SWAP_RW
+                | BackendCaps::OVERWRITE_IN_PLACE
+                | BackendCaps::STABLE_ON_COMPLETE;
+        }
+    }
+    Verdict::from_result(activate_owned(&req).map(|(_, r)| r))
+}
+
+/// `generic_swapfile_activate` with FIBMAP.
+fn generic_verdict(path: &Path, size: u64, block_bits: u32, maxpages: u64) -> Verdict {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Verdict::Refused(RefusalInfo::plain(Errno(e.raw_os_error().unwrap_or(5)), e.to_string())),
+    };
+    match generic_activate(size, block_bits, maxpages, |b| fibmap(&file, b)) {
+        Ok((_, r)) => Verdict::Usable(r),
+        Err(BmapError::Refused(e)) => Verdict::Refused(e.into()),
+        Err(BmapError::Io(e)) => Verdict::Refused(RefusalInfo::plain(
+            Errno(e.raw_os_error().unwrap_or(5)),
+            format!("cannot read the block map with FIBMAP (needs CAP_SYS_RAWIO): {e}"),
+        )),
+    }
+}
+
+/// `btrfs_swap_activate`: the file's attributes, then its extents mapped through the
+/// chunk tree onto one device, then the common extent arithmetic.
+fn btrfs_verdict(path: &Path, layout: &FileLayout, page: &[u8]) -> Verdict {
+    let mut req = layout.kernel_request(page);
+    // The attribute checks come before the walk (compression, copy-on-write).
+    if let Err(e) = crate::caps::choose_mode(req.caps, req.attrs, ModeRequest::Auto) {
+        return Verdict::Refused(ActivationError::from(Refusal::Caps(e)).into());
+    }
+    let chunks = match File::open(path).and_then(|f| btrfs::chunks(&f)) {
+        Ok(c) => c,
+        Err(e) => {
+            return Verdict::Refused(RefusalInfo::plain(
+                Errno(e.raw_os_error().unwrap_or(5)),
+                format!("cannot read the btrfs chunk tree (BTRFS_IOC_TREE_SEARCH needs CAP_SYS_ADMIN): {e}"),
+            ))
+        }
+    };
+    let mapped = match btrfs::map_to_device(&layout.extents, &chunks, layout.file_size) {
+        Ok(m) => m,
+        Err((i, why)) => {
+            return Verdict::Refused(RefusalInfo {
+                reason: why.to_string(),
+                errno: Errno::EINVAL,
+                extent: Some(i),
+                offset: layout.extents.get(i).map(|e| e.logical),
+                refusal: None,
+            })
+        }
+    };
+    req.layout = Layout::Extents(&mapped);
+    req.main_device = mapped.first().map(|e| e.device).unwrap_or(0);
+    match activate_owned(&req) {
+        Ok((_, r)) => Verdict::Usable(r),
+        Err(e) => {
+            let mut info = RefusalInfo::from(e);
+            if let Some(m) = btrfs::message(e.refusal) {
+                info.reason = m.to_string();
+            }
+            Verdict::Refused(info)
+        }
+    }
 }
 
 fn c_path(path: &Path) -> Result<CString, Errno> {

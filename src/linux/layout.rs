@@ -17,6 +17,8 @@
 //!   positions would hit the wrong blocks. So on btrfs `caps()` has no
 //!   [`BackendCaps::DEVICE_IO`] and `ModeRequest::Auto` picks file mode.
 
+use super::procfs::{is_active_swap, mounts, SwapId};
+pub use super::procfs::{parse_proc_swaps, proc_swaps, unescape_proc_path};
 use crate::activate::{ActivationRequest, ExtentFlags, ExtentReport, Layout};
 use crate::caps::{BackendCaps, FileAttrs, ModeRequest};
 use crate::errno::Errno;
@@ -38,8 +40,15 @@ pub enum FsKind {
     /// btrfs (`BTRFS_SUPER_MAGIC`): `btrfs_swap_activate`; FIEMAP physical is a btrfs
     /// logical address.
     Btrfs,
-    /// tmpfs (`TMPFS_MAGIC`): no FIEMAP, no `swap_activate`; the kernel refuses it.
+    /// tmpfs (`TMPFS_MAGIC`): no FIEMAP, no `read_folio`; the kernel refuses it.
     Tmpfs,
+    /// overlayfs (`OVERLAYFS_SUPER_MAGIC`): no `read_folio`; the kernel refuses it.
+    Overlay,
+    /// FUSE (`FUSE_SUPER_MAGIC`, also fuseblk): no `swap_activate`; the kernel's
+    /// generic `bmap` path (`FUSE_BMAP`, fuseblk only).
+    Fuse,
+    /// NFS (`NFS_SUPER_MAGIC`): `nfs_swap_activate`, file-mode swap (`SWP_FS_OPS`).
+    Nfs,
     /// Any other filesystem, by its `f_type` magic.
     Other(i64),
     /// The path is a block device, swapped on whole (`claim_swapfile` with a bdev).
@@ -57,6 +66,9 @@ impl FsKind {
             m if m == libc::XFS_SUPER_MAGIC as i64 => FsKind::Xfs,
             m if m == libc::BTRFS_SUPER_MAGIC as i64 => FsKind::Btrfs,
             m if m == libc::TMPFS_MAGIC as i64 => FsKind::Tmpfs,
+            m if m == libc::OVERLAYFS_SUPER_MAGIC as i64 => FsKind::Overlay,
+            m if m == libc::FUSE_SUPER_MAGIC as i64 => FsKind::Fuse,
+            m if m == libc::NFS_SUPER_MAGIC as i64 => FsKind::Nfs,
             m => FsKind::Other(m),
         }
     }
@@ -69,6 +81,9 @@ impl FsKind {
             FsKind::Xfs => "xfs".into(),
             FsKind::Btrfs => "btrfs".into(),
             FsKind::Tmpfs => "tmpfs".into(),
+            FsKind::Overlay => "overlayfs".into(),
+            FsKind::Fuse => "fuse".into(),
+            FsKind::Nfs => "nfs".into(),
             FsKind::BlockDevice => "block-device".into(),
             FsKind::Other(m) => format!("fs-{m:#x}"),
         }
@@ -492,61 +507,10 @@ pub fn device_node(dev: u64) -> Option<PathBuf> {
     is_it(&p).then_some(p)
 }
 
-/// Undoes the octal escapes (`\040` for space, ...) that `/proc/swaps` and
-/// `/proc/self/mountinfo` apply to paths (`seq_file_path` / `mangle_path`).
-pub fn unescape_proc_path(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The active kernel swap areas: `(path, size in KiB)` for each line of `/proc/swaps`,
-/// paths unescaped.
-pub fn proc_swaps() -> io::Result<Vec<(PathBuf, u64)>> {
-    let text = std::fs::read_to_string("/proc/swaps")?;
-    Ok(parse_proc_swaps(&text))
-}
-
-/// Parses the text of `/proc/swaps` (`Filename Type Size Used Priority`, header skipped).
-pub fn parse_proc_swaps(text: &str) -> Vec<(PathBuf, u64)> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut it = line.split_whitespace();
-            let name = it.next()?;
-            let _ty = it.next()?;
-            let size = it.next()?.parse().ok()?;
-            Some((PathBuf::from(unescape_proc_path(name)), size))
-        })
-        .collect()
-}
-
-/// Whether the file identified by `(dev, ino)` is an active kernel swap area.
-pub(crate) fn is_active_swap(dev: u64, ino: u64) -> bool {
-    let Ok(swaps) = proc_swaps() else { return false };
-    swaps.iter().any(|(p, _)| std::fs::metadata(p).map(|m| (m.dev(), m.ino()) == (dev, ino)).unwrap_or(false))
-}
-
-/// Where the block device `rdev` is mounted, if it is (`/proc/self/mountinfo` field 3
-/// is `major:minor`).
+/// Where the block device `rdev` is mounted, if it is.
 fn mount_point_of(rdev: u64) -> Option<String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let (ma, mi) = dev_major_minor(rdev);
-    let want = format!("{ma}:{mi}");
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(2) == Some(&want.as_str())).then(|| unescape_proc_path(f.get(4).copied().unwrap_or("?")))
-    })
+    let m = mounts().ok()?;
+    m.into_iter().find(|m| m.dev == rdev).map(|m| m.mount_point.display().to_string())
 }
 
 /// Reads page 0 the way swapon does (`read_mapping_folio(mapping, 0)`): bytes past the
@@ -584,7 +548,7 @@ pub fn probe(path: &Path) -> Result<FileLayout, LayoutError> {
     if !ft.is_file() {
         return Err(LayoutError::NotSwappable { path: path.to_path_buf() });
     }
-    if is_active_swap(meta.dev(), meta.ino()) {
+    if is_active_swap(SwapId::of(&meta)) {
         return Err(LayoutError::ActiveSwap { path: path.to_path_buf() });
     }
     let file = File::open(path).map_err(|e| LayoutError::io("open", path, e))?;
@@ -632,13 +596,7 @@ fn probe_block_device(path: &Path, meta: &std::fs::Metadata) -> Result<FileLayou
     if let Some(mount_point) = mount_point_of(rdev) {
         return Err(LayoutError::MountedDevice { path: path.to_path_buf(), mount_point });
     }
-    let swapping = proc_swaps()
-        .map(|s| {
-            s.iter().any(|(p, _)| {
-                std::fs::metadata(p).map(|m| m.file_type().is_block_device() && m.rdev() == rdev).unwrap_or(false)
-            })
-        })
-        .unwrap_or(false);
+    let swapping = is_active_swap(SwapId::Device { rdev });
     if swapping {
         return Err(LayoutError::ActiveSwap { path: path.to_path_buf() });
     }
@@ -679,7 +637,7 @@ impl FileLayout {
     pub fn caps(&self) -> BackendCaps {
         let file_mode = BackendCaps::SWAP_RW | BackendCaps::OVERWRITE_IN_PLACE | BackendCaps::STABLE_ON_COMPLETE;
         match self.fs {
-            FsKind::Btrfs | FsKind::Tmpfs => file_mode,
+            FsKind::Btrfs | FsKind::Tmpfs | FsKind::Overlay | FsKind::Fuse | FsKind::Nfs => file_mode,
             _ if self.extent_map && self.device_path.is_some() => BackendCaps::BLOCK_DEVICE | BackendCaps::SWAP_RW,
             _ => file_mode,
         }
@@ -698,7 +656,9 @@ impl FileLayout {
     }
 
     fn layout(&self) -> Layout<'_> {
-        if self.extent_map {
+        if self.fs == FsKind::BlockDevice {
+            Layout::BlockDevice
+        } else if self.extent_map {
             Layout::Extents(&self.extents)
         } else {
             Layout::Opaque { allocated_bytes: self.allocated_bytes }
@@ -770,14 +730,6 @@ mod tests {
         assert_eq!(std::mem::size_of::<Fiemap>(), 32 + 56 * FIEMAP_BATCH);
         // _IOWR('f', 11, struct fiemap): dir 3, size 32.
         assert_eq!(FS_IOC_FIEMAP, (3 << 30) | (32 << 16) | ((b'f' as u64) << 8) | 11);
-    }
-
-    #[test]
-    fn proc_swaps_paths_are_unescaped() {
-        let text = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n\
-                    /swap\\040file\tfile\t\t1048572\t\t0\t\t-2\n/dev/vdb                                partition\t2048\t0\t-3\n";
-        let got = parse_proc_swaps(text);
-        assert_eq!(got, vec![(PathBuf::from("/swap file"), 1_048_572), (PathBuf::from("/dev/vdb"), 2048)]);
     }
 
     #[test]

@@ -226,7 +226,7 @@ enum Existing {
 /// process holds, and data that is not a swap area unless `force`.
 fn check_existing(path: &Path, force: bool) -> Result<Existing, LayoutError> {
     use super::guard::SwapFileGuard;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::fs::FileTypeExt;
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Existing::None),
@@ -239,7 +239,7 @@ fn check_existing(path: &Path, force: bool) -> Result<Existing, LayoutError> {
     if !ft.is_file() {
         return Err(LayoutError::NotSwappable { path: path.to_path_buf() });
     }
-    if super::layout::is_active_swap(meta.dev(), meta.ino()) {
+    if super::procfs::is_active_swap(super::procfs::SwapId::of(&meta)) {
         return Err(LayoutError::ActiveSwap { path: path.to_path_buf() });
     }
     let guard = SwapFileGuard::acquire(path)?;

@@ -5,7 +5,10 @@
 //! `unsafe` lives here (in the FFI to the kernel and the drivers only), each block with
 //! a `// SAFETY:` note.
 
+pub mod bmap;
+pub mod btrfs;
 pub mod check;
+pub mod claim;
 pub mod direct;
 pub mod guard;
 pub mod layout;
@@ -14,6 +17,7 @@ pub mod mkswap;
 pub mod nbd;
 pub mod pager;
 pub mod pread;
+pub mod procfs;
 pub mod uring;
 
 /// An OS error spelled the way every swapdio message spells an errno, the `Errno`

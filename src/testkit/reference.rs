@@ -64,6 +64,8 @@ pub enum ReferenceRefusal {
     NoUsablePage,
     /// Only the header slot.
     EmptySwapFile,
+    /// Two slots on one physical page (swapdio's own rule in device mode).
+    PhysicalOverlap,
     /// Input the model does not cover: unsorted, overlapping, zero-length or
     /// overflowing extents, flags other than `UNWRITTEN`, several devices, or more
     /// than [`MAX_MODEL_PAGES`] pages.
@@ -175,6 +177,11 @@ pub fn activate_reference(
         1 => return Err(ReferenceRefusal::EmptySwapFile),
         _ => {}
     }
+    let mut sorted = slots.clone();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[0] == w[1]) {
+        return Err(ReferenceRefusal::PhysicalOverlap);
+    }
     let extents = 1 + slots.windows(2).filter(|w| w[1] != w[0] + 1).count() as u64;
     Ok(ReferenceActivation {
         pages: slots.iter().enumerate().map(|(i, &p)| (i as u64, p as u64)).collect(),
@@ -200,7 +207,9 @@ pub fn activate_reference_file_mode(
     // The device-mode walk decides the header and hole refusals; its arithmetic is unused.
     let same_device: Vec<ExtentReport> = extents.iter().map(|e| ExtentReport { device: 0, ..*e }).collect();
     match activate_reference(&same_device, file_size, last_page) {
-        Ok(_) | Err(ReferenceRefusal::NoUsablePage | ReferenceRefusal::EmptySwapFile) => {}
+        Ok(_)
+        | Err(ReferenceRefusal::NoUsablePage | ReferenceRefusal::EmptySwapFile | ReferenceRefusal::PhysicalOverlap) => {
+        }
         Err(refusal) => return Err(refusal),
     }
     let max = header_maxpages(last_page);
@@ -251,6 +260,7 @@ fn same_refusal(model: ReferenceRefusal, got: &ActivationError) -> bool {
         (ReferenceRefusal::Unallocated { offset }, Refusal::Unallocated) => got.offset == Some(offset),
         (ReferenceRefusal::NoUsablePage, Refusal::NoUsablePage) => true,
         (ReferenceRefusal::EmptySwapFile, Refusal::EmptySwapFile) => true,
+        (ReferenceRefusal::PhysicalOverlap, Refusal::PhysicalOverlap { .. }) => true,
         _ => false,
     }
 }

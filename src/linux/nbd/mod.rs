@@ -30,7 +30,8 @@ pub use conn::{Export, NbdClient, NbdError};
 pub use driver::{FuaPolicy, NbdBackend, NbdConfig, NbdCounters, NbdStats};
 pub use uri::{is_nbd_uri, NbdUri};
 
-use super::check::{CheckReport, RefusalInfo, Verdict};
+use super::check::{ActivationPath, CheckReport, RefusalInfo, Verdict};
+use super::claim::Target;
 use super::layout::{FileLayout, FsKind};
 use crate::activate::{activate_owned, ActivationReport, ExtentFlags, ExtentReport};
 use crate::caps::{FileAttrs, ModeRequest};
@@ -112,12 +113,9 @@ pub fn check(uri: &NbdUri, mode: ModeRequest) -> CheckReport {
             let info =
                 RefusalInfo { reason: e.to_string(), errno: e.errno(), extent: None, offset: None, refusal: None };
             return CheckReport {
-                path,
-                layout: None,
-                header: None,
                 kernel: Verdict::Refused(info.clone()),
-                mode,
                 swapdio: Verdict::Refused(info),
+                ..CheckReport::new(&path, mode)
             };
         }
     };
@@ -125,7 +123,18 @@ pub fn check(uri: &NbdUri, mode: ModeRequest) -> CheckReport {
     let header = SwapHeader::parse(&page).ok();
     let kernel = Verdict::from_result(activate_owned(&layout.kernel_request(&page)).map(|(_, r)| r));
     let swapdio = Verdict::from_result(activate_owned(&layout.activation_request(&page, mode)).map(|(_, r)| r));
-    CheckReport { path, layout: Some(layout), header, kernel, mode, swapdio }
+    let bad_pages =
+        header.map(|h| (0..h.nr_badpages).map_while(|i| h.bad_page(&page, i)).collect()).unwrap_or_default();
+    CheckReport {
+        target: Some(Target::BlockDevice),
+        path_kind: ActivationPath::BlockDevice,
+        layout: Some(layout),
+        header,
+        bad_pages,
+        kernel,
+        swapdio,
+        ..CheckReport::new(&path, mode)
+    }
 }
 
 /// mkswap on an export: writes the `SWAPSPACE2` header (random UUID, no label) into page
