@@ -169,7 +169,7 @@ pub enum Refusal {
     /// page). The kernel trusts FIEMAP here; swapdio refuses it.
     #[error("extents overlap on the device: slot {slot} maps bytes already mapped")]
     PhysicalOverlap {
-        /// The first slot whose page another slot also maps (in device-byte order).
+        /// The later-numbered of the first two entries found to share device bytes.
         slot: u64,
     },
     /// Extent reports out of order or overlapping (bad input, not a kernel rule).
@@ -476,7 +476,9 @@ pub fn activate_into(
         return Err(Refusal::EmptySwapFile.into());
     }
     if mode == IoMode::Device {
-        refuse_physical_overlap(&mut w.out[..w.used])?;
+        if let Some(entries) = w.out.get_mut(..w.used) {
+            refuse_physical_overlap(entries)?;
+        }
     }
     let span_pages = match mode {
         IoMode::Device => 1 + w.highest - w.lowest,
@@ -498,16 +500,64 @@ pub fn activate_into(
 }
 
 /// Refuses a map in which two entries cover the same device page. Sorts the entries by
-/// device position in place (no allocation), checks neighbours, and restores slot
-/// order (first slots are unique, so the second sort is exact).
+/// device position in place, checks neighbours, and restores slot order (first slots are
+/// unique, so the second sort is exact). No allocation, no recursion, no panic path:
+/// the heapsort is iterative and every access is checked, so the function fits the
+/// kernel object's gates.
 fn refuse_physical_overlap(entries: &mut [MapEntry]) -> Result<(), ActivationError> {
-    entries.sort_unstable_by_key(|e| e.start);
-    let overlap = entries.windows(2).find(|p| p[0].start.saturating_add(p[0].pages.saturating_mul(PAGE)) > p[1].start);
-    let slot = overlap.map(|p| p[1].first_slot);
-    entries.sort_unstable_by_key(|e| e.first_slot);
-    match slot {
+    heapsort_by_key(entries, |e| e.start);
+    let mut overlap = None;
+    for i in 1..entries.len() {
+        if let (Some(a), Some(b)) = (entries.get(i - 1), entries.get(i)) {
+            if a.start.saturating_add(a.pages.saturating_mul(PAGE)) > b.start {
+                overlap = Some(a.first_slot.max(b.first_slot));
+                break;
+            }
+        }
+    }
+    heapsort_by_key(entries, |e| e.first_slot);
+    match overlap {
         Some(slot) => Err(Refusal::PhysicalOverlap { slot }.into()),
         None => Ok(()),
+    }
+}
+
+/// Swaps entries `i` and `j` when both exist.
+fn swap_entries(v: &mut [MapEntry], i: usize, j: usize) {
+    if let (Some(&a), Some(&b)) = (v.get(i), v.get(j)) {
+        if let Some(x) = v.get_mut(i) {
+            *x = b;
+        }
+        if let Some(y) = v.get_mut(j) {
+            *y = a;
+        }
+    }
+}
+
+/// In-place iterative heapsort by `key` (ascending).
+fn heapsort_by_key(v: &mut [MapEntry], key: impl Fn(&MapEntry) -> u64) {
+    let k = |v: &[MapEntry], i: usize| v.get(i).map_or(0, &key);
+    let sift_down = |v: &mut [MapEntry], mut root: usize, end: usize| loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            break;
+        }
+        if child + 1 < end && k(v, child) < k(v, child + 1) {
+            child += 1;
+        }
+        if k(v, root) >= k(v, child) {
+            break;
+        }
+        swap_entries(v, root, child);
+        root = child;
+    };
+    let n = v.len();
+    for start in (0..n / 2).rev() {
+        sift_down(v, start, n);
+    }
+    for end in (1..n).rev() {
+        swap_entries(v, 0, end);
+        sift_down(v, 0, end);
     }
 }
 

@@ -54,3 +54,33 @@ fn check_names_every_errno_and_says_which_verdict_the_exit_status_follows() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["exit_status_follows"], "swapdio");
 }
+
+/// `check --mode device` says whether the block device can be opened, and its verdict
+/// (and exit status) follows: a device that cannot be opened is no device mode.
+#[test]
+fn check_mode_device_says_whether_the_device_can_be_opened() {
+    let s = Scratch::new("devmode");
+    let f = s.0.join("swap");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_swapdio")).args(["mkswap", "--size", "1M"]).arg(&f).output().expect("mkswap");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_swapdio"))
+        .args(["--json", "check", "--mode", "device"])
+        .arg(&f)
+        .output()
+        .expect("run");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let dev = &v["swapdio"]["device"];
+    if dev.is_null() {
+        println!("SKIP: no block device under {} ({})", f.display(), v["layout"]["fs"]);
+        return;
+    }
+    if dev["openable"] == true {
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        assert_eq!(v["swapdio"]["verdict"]["mode"], "device");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{v}");
+        assert_eq!(v["swapdio"]["verdict"]["errno"], dev["errno"]);
+        assert!(dev["errno_name"].is_string(), "{v}");
+    }
+}

@@ -450,7 +450,7 @@ fn swapdio_verdict(layout: &FileLayout, page: &[u8], mode: ModeRequest, access: 
         *access = Some(DeviceAccess { path: dev.clone(), open });
         if let Err(e) = open {
             if mode == ModeRequest::Device {
-                let why = format!("device mode cannot open {} read-write with O_DIRECT ({e})", dev.display());
+                let why = format!("device mode cannot open {} read-write with O_DIRECT", dev.display());
                 return Verdict::Refused(RefusalInfo::plain(e, why));
             }
             req.caps = layout.caps().difference(BackendCaps::BLOCK_DEVICE)
