@@ -45,7 +45,7 @@ fn check_and_mkswap_take_nbd_uris() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = json(&swapdio(&["--json", "check", &uri]));
     assert_eq!(r["usable"], true, "{r:#}");
-    assert_eq!(r["verdict"]["usable_kib"], (16 << 10) - 4, "{r:#}");
+    assert_eq!(r["swapon_prediction"]["usable_kib"], (16 << 10) - 4, "{r:#}");
     let out = swapdio(&["check", "nbd+unix:///x"]);
     assert_eq!(out.status.code(), Some(2), "a URI without socket= is an error, not a file name");
 }
