@@ -95,7 +95,7 @@ fn help_documents_every_exit_status() {
 fn errnos_are_named_one_way_and_no_debug_form_reaches_the_user() {
     let out = swapdio(&["--json", "check", "/nonexistent/swapdio-no-such-file"]);
     let v = json_of(&out);
-    assert_eq!(v["verdict"]["errno_name"], "ENOENT", "{v}");
+    assert_eq!(v["swapon_prediction"]["errno_name"], "ENOENT", "{v}");
     let out = swapdio(&["check", "/nonexistent/swapdio-no-such-file"]);
     let all = text(&out.stdout) + &text(&out.stderr);
     assert!(all.contains("ENOENT (errno 2)"), "{all}");

@@ -21,7 +21,7 @@
 
 use super::bmap::{fibmap, generic_activate, BmapError};
 use super::btrfs;
-use super::claim::{claim, device_openable, ClaimRefusal, Target};
+use super::claim::{claim, device_openable, os_msg, ClaimRefusal, Target};
 use super::layout::{fstatfs, probe, read_header, FileLayout, FsKind, LayoutError};
 use crate::activate::{activate_owned, ActivationError, ActivationReport, ExtentFlags, Layout, Refusal};
 use crate::caps::{BackendCaps, IoMode, ModeRequest};
@@ -370,7 +370,7 @@ pub fn check(path: &Path, mode: ModeRequest) -> CheckReport {
             #[allow(clippy::unnecessary_cast)] // `f_type` is not i64 on every architecture
             Ok(st) => (FsKind::from_magic(st.f_type as i64), claimed.meta.blksize().trailing_zeros()),
             Err(e) => {
-                refuse_both(&mut rep, RefusalInfo::plain(Errno(e.raw_os_error().unwrap_or(5)), e.to_string()));
+                refuse_both(&mut rep, RefusalInfo::plain(Errno(e.raw_os_error().unwrap_or(5)), os_msg(&e)));
                 return rep;
             }
         },
@@ -466,14 +466,14 @@ fn swapdio_verdict(layout: &FileLayout, page: &[u8], mode: ModeRequest, access: 
 fn generic_verdict(path: &Path, size: u64, block_bits: u32, maxpages: u64) -> Verdict {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) => return Verdict::Refused(RefusalInfo::plain(Errno(e.raw_os_error().unwrap_or(5)), e.to_string())),
+        Err(e) => return Verdict::Refused(RefusalInfo::plain(Errno(e.raw_os_error().unwrap_or(5)), os_msg(&e))),
     };
     match generic_activate(size, block_bits, maxpages, |b| fibmap(&file, b)) {
         Ok((_, r)) => Verdict::Usable(r),
         Err(BmapError::Refused(e)) => Verdict::Refused(e.into()),
         Err(BmapError::Io(e)) => Verdict::Refused(RefusalInfo::plain(
             Errno(e.raw_os_error().unwrap_or(5)),
-            format!("cannot read the block map with FIBMAP (needs CAP_SYS_RAWIO): {e}"),
+            format!("cannot read the block map with FIBMAP (needs CAP_SYS_RAWIO): {}", os_msg(&e)),
         )),
     }
 }
@@ -491,7 +491,7 @@ fn btrfs_verdict(path: &Path, layout: &FileLayout, page: &[u8]) -> Verdict {
         Err(e) => {
             return Verdict::Refused(RefusalInfo::plain(
                 Errno(e.raw_os_error().unwrap_or(5)),
-                format!("cannot read the btrfs chunk tree (BTRFS_IOC_TREE_SEARCH needs CAP_SYS_ADMIN): {e}"),
+                format!("cannot read the btrfs chunk tree (BTRFS_IOC_TREE_SEARCH needs CAP_SYS_ADMIN): {}", os_msg(&e)),
             ))
         }
     };

@@ -84,6 +84,16 @@ fn refuse<T>(errno: Errno, reason: impl Into<String>) -> Result<T, ClaimRefusal>
     Err(ClaimRefusal { errno, reason: reason.into() })
 }
 
+/// The OS's words for `e`, without Rust's " (os error N)" suffix (the errno is reported
+/// by name beside it).
+pub fn os_msg(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
 fn os_errno(e: &io::Error) -> Errno {
     Errno(e.raw_os_error().unwrap_or(Errno::EIO.0))
 }
@@ -93,7 +103,7 @@ fn os_errno(e: &io::Error) -> Errno {
 pub fn claim(path: &Path) -> Result<Claim, ClaimRefusal> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) => return refuse(os_errno(&e), format!("cannot open: {e}")),
+        Err(e) => return refuse(os_errno(&e), format!("cannot open: {}", os_msg(&e))),
     };
     let ft = meta.file_type();
     let mut warnings = permission_warnings(&meta);
@@ -119,7 +129,7 @@ pub fn claim(path: &Path) -> Result<Claim, ClaimRefusal> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .or_else(|e| refuse(os_errno(&e), format!("cannot open: {e}")))?;
+        .or_else(|e| refuse(os_errno(&e), format!("cannot open: {}", os_msg(&e))))?;
     let flags = inode_flags(&file).unwrap_or(0);
     if flags & FS_IMMUTABLE_FL != 0 {
         return refuse(Errno::EPERM, "the file is immutable (chattr +i): swapon cannot open it read-write");
@@ -198,7 +208,7 @@ fn claim_block_device(path: &Path, meta: &Metadata) -> Result<(), ClaimRefusal> 
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
             return refuse(Errno::EBUSY, format!("the block device is in use: {}", holder_of(rdev)));
         }
-        Err(e) => return refuse(os_errno(&e), format!("cannot open: {e}")),
+        Err(e) => return refuse(os_errno(&e), format!("cannot open: {}", os_msg(&e))),
     }
     let (ma, mi) = (libc::major(rdev), libc::minor(rdev));
     let zoned = std::fs::read_to_string(format!("/sys/dev/block/{ma}:{mi}/queue/zoned")).unwrap_or_default();
