@@ -83,13 +83,21 @@ fn pread_baseline_pager_moves_the_same_pages_correctly() {
 
 /// Writers keep rewriting pages while the budget forces their eviction: a write that
 /// lands during a write-out is a redirty (the page stays resident and dirty), never lost.
+/// Run with write prediction off (every first write after a read fault is a
+/// write-protect fault too) and on (pages evicted dirty come back writable).
 #[test]
 fn write_during_writeout_is_a_redirty_and_never_lost() {
+    redirty_run(false);
+    redirty_run(true);
+}
+
+fn redirty_run(predict: bool) {
     let pages = 1024;
     let mut c = PagerConfig::new(pages, 160);
+    c.predict_writes = predict;
     c.evict_batch = 32;
     c.readahead = 0;
-    let Some((mut pager, _f)) = pager("redirty", c) else { return };
+    let Some((mut pager, _f)) = pager(&format!("redirty-{predict}"), c) else { return };
     let base = Base(pager.as_ptr());
     let gens: Arc<Vec<AtomicU64>> = Arc::new((0..pages).map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
@@ -124,7 +132,7 @@ fn write_during_writeout_is_a_redirty_and_never_lost() {
     let census = pager.shutdown();
     eprintln!("redirty test: {s:?}");
     assert_eq!(bad.load(Ordering::Relaxed), 0, "lost writes; {s:?}");
-    assert!(s.wp_faults > 0 && s.pages_out > 0, "{s:?}");
+    assert!(s.pages_out > 0 && (predict || s.wp_faults > 0), "{s:?}");
     assert_eq!((census.total(), census.moving), (pages, 0));
 }
 
@@ -226,4 +234,90 @@ fn prefetch_read_failure_is_an_error_not_data() {
     assert_eq!(pager.errors().len(), 1);
     let census = pager.shutdown();
     assert_eq!((census.failed, census.moving), (10, 0));
+}
+
+/// `do_swap_page`'s writable mapping of an exclusive swapped-in page on a read fault: a
+/// page evicted dirty comes back writable and counted dirty (its rewrite takes no
+/// write-protect fault); with `predict_writes` off, and for a page that was evicted
+/// clean, it comes back write-protected and clean, and its first write is a
+/// write-protect fault that marks it dirty. Every byte stays right either way.
+#[test]
+fn read_fault_maps_a_page_evicted_dirty_writable_and_a_clean_one_protected() {
+    for predict in [true, false] {
+        let pages = 512;
+        let mut c = PagerConfig::new(pages, 96);
+        c.readahead = 0;
+        c.evict_batch = 16;
+        c.predict_writes = predict;
+        let Some((mut pager, _f)) = pager(&format!("predict-{predict}"), c) else { return };
+        let base = pager.as_ptr();
+        for p in 0..pages {
+            write_page(base, p, 1);
+        }
+        // The first pages were evicted long ago, dirty. Each is read, then rewritten; a
+        // measurement counts only when no eviction batch ran meanwhile (the background
+        // evictor may take the page, and then its write faults for another reason).
+        let mut measured = 0;
+        for p in 0..32 {
+            assert_eq!(pager.page_state(p), Some(PageState::Swapped), "page {p}");
+            let s0 = pager.stats();
+            assert_eq!(check_page(base, p, 1), 0);
+            // The copy wakes this thread before the handler records the page's new state.
+            let mut after_read = pager.page_state(p);
+            for _ in 0..1000 {
+                if after_read != Some(PageState::Reading) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                after_read = pager.page_state(p);
+            }
+            let s1 = pager.stats();
+            write_page(base, p, 2);
+            let s2 = pager.stats();
+            if s2.evictions != s0.evictions {
+                continue;
+            }
+            measured += 1;
+            let want = if predict { PageState::Dirty } else { PageState::Clean };
+            assert_eq!(after_read, Some(want), "page {p} after a read fault");
+            assert_eq!(s1.predicted_writes - s0.predicted_writes, u64::from(predict), "{s1:?}");
+            assert_eq!(s2.wp_faults - s1.wp_faults, u64::from(!predict), "write-protect faults on the rewrite: {s2:?}");
+            assert_eq!(pager.page_state(p), Some(PageState::Dirty));
+        }
+        assert!(measured > 0, "every measurement overlapped an eviction batch");
+        // Read everything else back (evicting the rewritten pages again, dirty), then them.
+        for p in 32..pages {
+            assert_eq!(check_page(base, p, 1), 0, "page {p}");
+        }
+        for p in 0..32 {
+            assert_eq!(check_page(base, p, 2), 0, "page {p}");
+        }
+        assert_eq!(pager.shutdown().total(), pages);
+    }
+    // A page evicted clean (read, never written, since a restore) comes back protected.
+    let pages = 256;
+    let Some((mut a, file)) = pager("predict-clean", PagerConfig::new(pages, pages)) else { return };
+    for p in 0..pages {
+        write_page(a.as_ptr(), p, 5);
+    }
+    a.flush().unwrap();
+    a.shutdown();
+    drop(a);
+    let mut c = PagerConfig::new(pages, 64);
+    c.restore = true;
+    c.readahead = 0;
+    c.evict_batch = 16;
+    let target = swapdio::linux::direct::Target::file(&file.0).unwrap();
+    let mut b =
+        swapdio::linux::pager::Pager::new(c, swapdio::testkit::file_map(pages as u64 + 1).unwrap(), target).unwrap();
+    for p in 0..pages {
+        assert_eq!(check_page(b.as_ptr(), p, 5), 0, "page {p}");
+    }
+    // Page 0 was read, evicted clean (no write), and is read again: protected and clean.
+    assert_eq!(b.page_state(0), Some(PageState::Swapped));
+    assert_eq!(check_page(b.as_ptr(), 0, 5), 0);
+    assert_eq!(b.page_state(0), Some(PageState::Clean));
+    let s = b.stats();
+    assert_eq!((s.predicted_writes, s.pages_out), (0, 0), "{s:?}");
+    b.shutdown();
 }

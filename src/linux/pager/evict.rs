@@ -177,6 +177,8 @@ fn run_batch(s: &Shared, victims: &[usize], prev: &[PageState], keep: bool) {
             PageState::Clean
         } else {
             drop_list.push(p);
+            // Dirty when evicted: a read fault maps it back writable (`predict_writes`).
+            e.written = *st != PageState::Clean && !zero[i];
             match (st, zero[i]) {
                 (PageState::Clean, _) => add(&c.clean_drops, 1),
                 (_, true) => add(&c.zero_drops, 1),
@@ -204,6 +206,11 @@ pub(super) fn evict_batch(s: &Shared, need: usize) -> bool {
     let mut prev = Vec::with_capacity(s.config.evict_batch);
     {
         let mut t = s.lock();
+        // Shutting down: no new write-out (checked under the lock `shutdown` takes after
+        // setting `closing`, so it either sees these victims moving or we see `closing`).
+        if s.closing.load(Ordering::Acquire) {
+            return false;
+        }
         // Someone else made room meanwhile.
         let free = s.config.budget.saturating_sub(t.resident);
         if free >= need {
@@ -238,6 +245,9 @@ pub(super) fn flush(s: &Shared) -> Result<(), PagerError> {
         let mut prev = Vec::new();
         {
             let mut t = s.lock();
+            if s.closing.load(Ordering::Acquire) {
+                return Err(PagerError::Shutdown);
+            }
             while next < s.config.pages && victims.len() < s.config.evict_batch {
                 let st = t.pages[next].state;
                 match st {

@@ -182,10 +182,14 @@ fn swap_in(
 ) {
     let mut items: Vec<Xfer> = Vec::with_capacity(window + 1);
     let mut pages: Vec<usize> = Vec::with_capacity(window + 1);
+    // Mapped writable (and dirty): the faulting page of a write fault, and pages evicted
+    // dirty when writes are predicted; the rest write-protected (clean).
+    let mut writable: Vec<bool> = Vec::with_capacity(window + 1);
     for (i, p) in (page..s.config.pages.min(page + window + 1)).enumerate() {
         if i > 0 && t.pages[p].state != PageState::Swapped {
             continue;
         }
+        writable.push((i == 0 && write) || (s.config.predict_writes && t.pages[p].written));
         t.set(p, PageState::Reading);
         items.push(Xfer { slot: Shared::slot(p), staging: staging + i });
         pages.push(p);
@@ -209,14 +213,16 @@ fn swap_in(
     let mut mapped = vec![false; items.len()];
     for (i, (x, p)) in items.iter().zip(&pages).enumerate() {
         if out[i].is_ok() {
-            let wp = !(i == 0 && write);
+            let wp = !writable[i];
             mapped[i] = s.uffd.copy(s.addr(*p), s.staging_ptr(x.staging), PAGE_SIZE as u64, wp, false).is_ok();
         }
     }
+    let predicted = (0..items.len()).filter(|&i| mapped[i] && writable[i] && !(i == 0 && write)).count();
+    add(&s.counters.predicted_writes, predicted as u64);
     let mut t = s.lock();
     for (i, p) in pages.iter().enumerate() {
         let state = match (out[i], mapped[i]) {
-            (Ok(()), true) if i == 0 && write => PageState::Dirty,
+            (Ok(()), true) if writable[i] => PageState::Dirty,
             (Ok(()), true) => PageState::Clean,
             (Err(e), _) if i == 0 => {
                 t.pages[*p].errno = e.0;
@@ -271,6 +277,10 @@ pub(super) fn prefetch(s: &Shared, ranges: &[std::ops::Range<usize>]) -> Result<
         }
         let t = s.lock();
         let mut t = reserve(s, t, chunk.len()).map_err(|_| PagerError::Shutdown)?;
+        // Checked under the lock, as eviction does: `shutdown` then waits for these reads.
+        if s.closing.load(Ordering::Acquire) {
+            return Err(PagerError::Shutdown);
+        }
         let mut items = Vec::with_capacity(chunk.len());
         let mut pages = Vec::with_capacity(chunk.len());
         for &p in chunk {

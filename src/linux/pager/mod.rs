@@ -9,9 +9,11 @@
 //! * **Faults.** Handler threads read the userfaultfd. A missing page that was never
 //!   written is mapped without I/O (`UFFDIO_ZEROPAGE` for a read, a copy of zeros for a
 //!   write); a page on disk is read through the engine into a staging page of the
-//!   driver's arena and mapped with `UFFDIO_COPY`, write-protected when the fault was a
-//!   read, so its first write is seen (the page becomes dirty) — the kernel's
-//!   `do_swap_page` mapping a swap-cache page read-only until written.
+//!   driver's arena and mapped with `UFFDIO_COPY`. A page that was clean when it was
+//!   evicted is mapped write-protected on a read fault, so its first write is seen (the
+//!   page becomes dirty); a page that was dirty when evicted is mapped writable and
+//!   counted dirty, as the kernel's `do_swap_page` maps an exclusive swapped-in page
+//!   writable on a read fault ([`PagerConfig::predict_writes`]).
 //! * **Readahead.** When one thread's faults are sequential the following swapped pages
 //!   are read in the same plugged batch (adjacent slots share one request of up to 32
 //!   pages); the window doubles up to [`PagerConfig::readahead`] and drops to 0 on a
@@ -105,6 +107,16 @@ pub struct PagerConfig {
     /// The swap file already holds the region (page `i` at slot `i + 1`, as
     /// [`Pager::flush`] leaves it): every page starts swapped (snapshot restore).
     pub restore: bool,
+    /// A page that was dirty when it was evicted is mapped writable (and counted dirty)
+    /// when a read fault brings it back, instead of write-protected: the kernel's
+    /// `do_swap_page` maps an exclusive swapped-in page writable on a read fault too,
+    /// and finds out later from the hardware dirty bit whether it was written. Userspace
+    /// has no dirty bit, so the page is treated as dirty: a page that is read but not
+    /// written again is written out once more at its next eviction (one more write in a
+    /// batch), and a page that is rewritten — the common case for pages evicted dirty —
+    /// saves a write-protect fault, a full userfaultfd round trip. Pages evicted clean
+    /// (and restored pages) still come back write-protected.
+    pub predict_writes: bool,
 }
 
 impl PagerConfig {
@@ -123,6 +135,7 @@ impl PagerConfig {
             fault_reads: true,
             fault_writes: true,
             restore: false,
+            predict_writes: true,
         }
     }
 }
@@ -181,6 +194,9 @@ pub struct PagerStats {
     pub readahead: u64,
     /// Of those, loaded by [`Pager::prefetch`].
     pub prefetched: u64,
+    /// Pages mapped writable on a read fault because they were evicted dirty
+    /// ([`PagerConfig::predict_writes`]).
+    pub predicted_writes: u64,
     /// Pages written to the swap file successfully.
     pub pages_out: u64,
     /// Victims dropped without I/O: clean.
@@ -244,6 +260,7 @@ struct Counters {
     pages_in: AtomicU64,
     readahead: AtomicU64,
     prefetched: AtomicU64,
+    predicted_writes: AtomicU64,
     pages_out: AtomicU64,
     clean_drops: AtomicU64,
     zero_drops: AtomicU64,
@@ -471,6 +488,7 @@ impl Pager {
             pages_in: l(&c.pages_in),
             readahead: l(&c.readahead),
             prefetched: l(&c.prefetched),
+            predicted_writes: l(&c.predicted_writes),
             pages_out: l(&c.pages_out),
             clean_drops: l(&c.clean_drops),
             zero_drops: l(&c.zero_drops),

@@ -43,6 +43,9 @@ pub(crate) struct Entry {
     pub redirty: bool,
     /// The page's last write-out failed (counted when a later one succeeds).
     pub failed_write: bool,
+    /// The page was dirty when it was last evicted: a read fault maps it writable (see
+    /// [`super::PagerConfig::predict_writes`]).
+    pub written: bool,
     /// The errno of a failed read.
     pub errno: i32,
 }
@@ -70,7 +73,8 @@ pub(crate) struct Table {
 
 impl Table {
     pub fn new(pages: usize, initial: PageState) -> Table {
-        let e = Entry { state: initial, referenced: false, redirty: false, failed_write: false, errno: 0 };
+        let e =
+            Entry { state: initial, referenced: false, redirty: false, failed_write: false, written: false, errno: 0 };
         Table { pages: vec![e; pages], resident: 0, hand: 0, streams: [Stream::default(); STREAMS], stream_next: 0 }
     }
 
