@@ -5,22 +5,26 @@
 use super::evict::{reserve, wake_evictor};
 use super::io::Xfer;
 use super::table::PageState;
+use super::table::Table;
 use super::uffd::{Msg, EVENT_PAGEFAULT, FLAG_WP, FLAG_WRITE};
-use super::{add, PageError, PagerError, Shared, PREFETCH_BATCH};
+use super::{add, PageError, PagerError, Shared, FAULT_BATCH, PREFETCH_BATCH};
 use crate::errno::Errno;
 use crate::PAGE_SIZE;
 use std::sync::atomic::Ordering;
+use std::sync::MutexGuard;
 
 /// Zeros for a write fault on a never-written page.
 static ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 
-/// A handler thread: waits on the userfaultfd (polling so shutdown is seen) and
-/// resolves each fault.
+/// A handler thread: waits on the userfaultfd (polling so shutdown is seen), and
+/// resolves the faults of each read together: the swap-ins of all of them (with their
+/// readahead) go to the device in one plugged batch, so faults from several threads are
+/// read in parallel rather than one after another.
 pub(super) fn handler_loop(s: &Shared, h: usize) {
-    let staging = s.handler_staging + h * (s.config.readahead + 1);
     let lane = h;
     let _reap_here = s.io.hold(lane);
-    let mut msgs = [Msg::default(); 16];
+    let mut batch = Batch::new(s.handler_staging + h * s.handler_batch, s.handler_batch);
+    let mut msgs = [Msg::default(); FAULT_BATCH];
     while !s.stop.load(Ordering::Acquire) {
         let mut pfd = libc::pollfd { fd: s.uffd.raw(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one pollfd, valid for the call.
@@ -46,9 +50,10 @@ pub(super) fn handler_loop(s: &Shared, h: usize) {
             if m.flags & FLAG_WP != 0 {
                 wp_fault(s, page);
             } else {
-                missing_fault(s, page, m.flags & FLAG_WRITE != 0, m.ptid, (lane, staging));
+                missing_fault(s, page, m.flags & FLAG_WRITE != 0, m.ptid, lane, &mut batch);
             }
         }
+        batch.finish(s, lane);
     }
 }
 
@@ -102,17 +107,35 @@ fn sigbus(s: &Shared, tid: u32, addr: u64) {
     let _ = s.uffd.wake(page, PAGE_SIZE as u64);
 }
 
-fn missing_fault(s: &Shared, page: usize, write: bool, tid: u32, io: (usize, usize)) {
+/// Room for `k` more resident pages, as [`reserve`], but never waiting while `batch`
+/// holds planned reads: if the room is not there now, the batch is read and mapped
+/// first (its pages may be what the budget waits for). `None` once shutting down.
+fn room<'a>(
+    s: &'a Shared,
+    t: MutexGuard<'a, Table>,
+    k: usize,
+    batch: &mut Batch,
+    lane: usize,
+) -> Option<MutexGuard<'a, Table>> {
+    if !batch.is_empty() && (t.resident + k > s.config.budget || batch.len() + k > batch.cap) {
+        drop(t);
+        batch.finish(s, lane);
+        return reserve(s, s.lock(), k).ok();
+    }
+    reserve(s, t, k).ok()
+}
+
+fn missing_fault(s: &Shared, page: usize, write: bool, tid: u32, lane: usize, batch: &mut Batch) {
     add(&s.counters.faults, 1);
     let addr = s.addr(page);
-    let mut t = s.lock();
+    let t = s.lock();
     match t.pages[page].state {
         PageState::Zero => {
             if s.closing.load(Ordering::Acquire) {
                 drop(t);
                 return sigbus(s, tid, addr);
             }
-            let Ok(mut t) = reserve(s, t, 1) else { return sigbus(s, tid, addr) };
+            let Some(mut t) = room(s, t, 1, batch, lane) else { return sigbus(s, tid, addr) };
             if t.pages[page].state != PageState::Zero {
                 // Another handler got to it while we made room: it wakes the waiters.
                 return;
@@ -147,14 +170,16 @@ fn missing_fault(s: &Shared, page: usize, write: bool, tid: u32, io: (usize, usi
                 drop(t);
                 return sigbus(s, tid, addr);
             }
-            let window = t.readahead(tid, page, s.config.readahead);
-            let Ok(t) = reserve(s, t, 1 + window) else { return sigbus(s, tid, addr) };
+            let mut t = t;
+            let window = t.readahead(tid, page, s.config.readahead).min(batch.cap - 1);
+            let Some(mut t) = room(s, t, 1 + window, batch, lane) else { return sigbus(s, tid, addr) };
             if t.pages[page].state != PageState::Swapped {
+                // Read by another handler while we made room: its copy wakes this thread.
                 return;
             }
-            swap_in(s, t, page, window, write, tid, io);
+            batch.plan(s, &mut t, page, window, write, tid);
         }
-        // Another handler is reading it: its copy wakes this thread too.
+        // Another handler (or this one's batch) is reading it: the copy wakes this thread.
         PageState::Reading => {}
         PageState::Failed => {
             drop(t);
@@ -168,79 +193,137 @@ fn missing_fault(s: &Shared, page: usize, write: bool, tid: u32, io: (usize, usi
     }
 }
 
-/// Reads `page` and up to `window` following swapped pages in one batch, maps them
-/// (the faulting page writable if the fault was a write, the rest write-protected), and
-/// retries the faulting page's read before giving up on it.
-fn swap_in(
-    s: &Shared,
-    mut t: std::sync::MutexGuard<'_, super::table::Table>,
-    page: usize,
-    window: usize,
-    write: bool,
-    tid: u32,
-    (lane, staging): (usize, usize),
-) {
-    let mut items: Vec<Xfer> = Vec::with_capacity(window + 1);
-    let mut pages: Vec<usize> = Vec::with_capacity(window + 1);
-    // Mapped writable (and dirty): the faulting page of a write fault, and pages evicted
-    // dirty when writes are predicted; the rest write-protected (clean).
-    let mut writable: Vec<bool> = Vec::with_capacity(window + 1);
-    for (i, p) in (page..s.config.pages.min(page + window + 1)).enumerate() {
-        if i > 0 && t.pages[p].state != PageState::Swapped {
-            continue;
-        }
-        writable.push((i == 0 && write) || (s.config.predict_writes && t.pages[p].written));
-        t.set(p, PageState::Reading);
-        items.push(Xfer { slot: Shared::slot(p), staging: staging + i });
-        pages.push(p);
-    }
-    drop(t);
-    let mut out = vec![Ok(()); items.len()];
-    s.io.read(lane, &items, &mut out);
-    let mut attempts = 0;
-    while out[0].is_err() && attempts < s.config.read_retries {
-        add(&s.counters.read_failures, 1);
-        attempts += 1;
-        let mut one = [Ok(())];
-        s.io.read(lane, &items[..1], &mut one);
-        out[0] = one[0];
-    }
-    let ok = out.iter().filter(|r| r.is_ok()).count() as u64;
-    add(&s.counters.pages_in, ok);
-    add(&s.counters.readahead, ok - u64::from(out[0].is_ok()));
-    add(&s.counters.read_failures, out[1..].iter().filter(|r| r.is_err()).count() as u64 + u64::from(out[0].is_err()));
-    // Map: the faulting page first (its thread waits), then the readahead pages.
-    let mut mapped = vec![false; items.len()];
-    for (i, (x, p)) in items.iter().zip(&pages).enumerate() {
-        if out[i].is_ok() {
-            let wp = !writable[i];
-            mapped[i] = s.uffd.copy(s.addr(*p), s.staging_ptr(x.staging), PAGE_SIZE as u64, wp, false).is_ok();
+/// The swap-ins a handler has planned from one userfaultfd read: each faulting page and
+/// its readahead, marked [`PageState::Reading`], each in its own staging page.
+pub(super) struct Batch {
+    staging: usize,
+    cap: usize,
+    items: Vec<Xfer>,
+    pages: Vec<usize>,
+    /// Mapped writable (and dirty): the faulting page of a write fault, and pages
+    /// evicted dirty when writes are predicted; the rest write-protected (clean).
+    writable: Vec<bool>,
+    /// Of those, writable by prediction alone (counted in `predicted_writes`).
+    predicted: Vec<bool>,
+    /// The faulting thread of a faulting page (`Some`); `None` for readahead.
+    fault: Vec<Option<u32>>,
+    out: Vec<Result<(), Errno>>,
+    mapped: Vec<bool>,
+}
+
+impl Batch {
+    fn new(staging: usize, cap: usize) -> Batch {
+        Batch {
+            staging,
+            cap,
+            items: Vec::with_capacity(cap),
+            pages: Vec::with_capacity(cap),
+            writable: Vec::with_capacity(cap),
+            predicted: Vec::with_capacity(cap),
+            fault: Vec::with_capacity(cap),
+            out: Vec::with_capacity(cap),
+            mapped: Vec::with_capacity(cap),
         }
     }
-    let predicted = (0..items.len()).filter(|&i| mapped[i] && writable[i] && !(i == 0 && write)).count();
-    add(&s.counters.predicted_writes, predicted as u64);
-    let mut t = s.lock();
-    for (i, p) in pages.iter().enumerate() {
-        let state = match (out[i], mapped[i]) {
-            (Ok(()), true) if writable[i] => PageState::Dirty,
-            (Ok(()), true) => PageState::Clean,
-            (Err(e), _) if i == 0 => {
-                t.pages[*p].errno = e.0;
-                PageState::Failed
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Plans `page` and up to `window` following swapped pages (the caller made room).
+    fn plan(&mut self, s: &Shared, t: &mut Table, page: usize, window: usize, write: bool, tid: u32) {
+        for (i, p) in (page..s.config.pages.min(page + window + 1)).enumerate() {
+            if i > 0 && t.pages[p].state != PageState::Swapped {
+                continue;
             }
-            _ => PageState::Swapped,
-        };
-        t.set(*p, state);
-        t.pages[*p].referenced = i == 0;
+            if self.items.len() == self.cap {
+                break;
+            }
+            // A write fault's own page is dirty by the write, not by prediction.
+            let predict = s.config.predict_writes && t.pages[p].written && !(i == 0 && write);
+            self.writable.push((i == 0 && write) || predict);
+            self.predicted.push(predict);
+            self.fault.push((i == 0).then_some(tid));
+            t.set(p, PageState::Reading);
+            self.items.push(Xfer { slot: Shared::slot(p), staging: self.staging + self.items.len() });
+            self.pages.push(p);
+        }
     }
-    drop(t);
-    s.changed.notify_all();
-    wake_evictor(s);
-    if let Err(e) = out[0] {
-        record_error(s, page, e);
-        sigbus(s, tid, s.addr(page));
-    } else if !mapped[0] {
-        let _ = s.uffd.wake(s.addr(page), PAGE_SIZE as u64);
+
+    /// Reads every planned page in one batch, retries the faulting pages' failed reads,
+    /// maps each page (waking its faulting thread), and records the new states. A
+    /// faulting page that cannot be read is marked failed and its thread gets `SIGBUS`.
+    fn finish(&mut self, s: &Shared, lane: usize) {
+        if self.is_empty() {
+            return;
+        }
+        let n = self.items.len();
+        self.out.clear();
+        self.out.resize(n, Ok(()));
+        s.io.read(lane, &self.items, &mut self.out);
+        for i in 0..n {
+            let mut attempts = 0;
+            while self.fault[i].is_some() && self.out[i].is_err() && attempts < s.config.read_retries {
+                add(&s.counters.read_failures, 1);
+                attempts += 1;
+                let mut one = [Ok(())];
+                s.io.read(lane, &self.items[i..=i], &mut one);
+                self.out[i] = one[0];
+            }
+        }
+        let ok = self.out.iter().filter(|r| r.is_ok()).count() as u64;
+        let faulted_ok = (0..n).filter(|&i| self.fault[i].is_some() && self.out[i].is_ok()).count() as u64;
+        add(&s.counters.pages_in, ok);
+        add(&s.counters.readahead, ok - faulted_ok);
+        add(&s.counters.read_failures, self.out.iter().filter(|r| r.is_err()).count() as u64);
+        // Map: each page with its own copy, which wakes the threads waiting on it.
+        self.mapped.clear();
+        let mut predicted = 0;
+        for i in 0..n {
+            let (x, p) = (self.items[i], self.pages[i]);
+            let ok = self.out[i].is_ok()
+                && s.uffd.copy(s.addr(p), s.staging_ptr(x.staging), PAGE_SIZE as u64, !self.writable[i], false).is_ok();
+            self.mapped.push(ok);
+            predicted += u64::from(ok && self.predicted[i]);
+        }
+        add(&s.counters.predicted_writes, predicted);
+        let mut t = s.lock();
+        for i in 0..n {
+            let p = self.pages[i];
+            let state = match (self.out[i], self.mapped[i]) {
+                (Ok(()), true) if self.writable[i] => PageState::Dirty,
+                (Ok(()), true) => PageState::Clean,
+                (Err(e), _) if self.fault[i].is_some() => {
+                    t.pages[p].errno = e.0;
+                    PageState::Failed
+                }
+                _ => PageState::Swapped,
+            };
+            t.set(p, state);
+            t.pages[p].referenced = self.fault[i].is_some();
+        }
+        drop(t);
+        s.changed.notify_all();
+        wake_evictor(s);
+        for i in 0..n {
+            let Some(tid) = self.fault[i] else { continue };
+            let p = self.pages[i];
+            if let Err(e) = self.out[i] {
+                record_error(s, p, e);
+                sigbus(s, tid, s.addr(p));
+            } else if !self.mapped[i] {
+                let _ = s.uffd.wake(s.addr(p), PAGE_SIZE as u64);
+            }
+        }
+        self.items.clear();
+        self.pages.clear();
+        self.writable.clear();
+        self.predicted.clear();
+        self.fault.clear();
     }
 }
 

@@ -6,7 +6,9 @@
 //! with the swap engine's rules for the I/O: every page write completes exactly once,
 //! a failed write redirties its page, nothing is lost.
 //!
-//! * **Faults.** Handler threads read the userfaultfd. A missing page that was never
+//! * **Faults.** Handler threads read the userfaultfd, up to 16 faults per read, and
+//!   read the swapped pages of all of them in one plugged batch (faults from many
+//!   threads are read in parallel, not one after another). A missing page that was never
 //!   written is mapped without I/O (`UFFDIO_ZEROPAGE` for a read, a copy of zeros for a
 //!   write); a page on disk is read through the engine into a staging page of the
 //!   driver's arena and mapped with `UFFDIO_COPY`. A page that was clean when it was
@@ -295,8 +297,13 @@ struct Shared {
     errors: Mutex<Vec<PageError>>,
     /// First arena page of each staging area: eviction, then one per handler, then prefetch.
     handler_staging: usize,
+    /// Staging pages of each handler: the most pages one handler reads in one batch.
+    handler_batch: usize,
     prefetch_staging: usize,
 }
+
+/// Faults one handler reads in one batch at most (the messages of one userfaultfd read).
+const FAULT_BATCH: usize = 16;
 
 /// Staging pages a prefetch batch uses.
 const PREFETCH_BATCH: usize = 256;
@@ -365,7 +372,12 @@ impl Pager {
             )));
         }
         let handler_staging = c.evict_batch;
-        let prefetch_staging = handler_staging + c.handlers * (c.readahead + 1);
+        // A handler reads the faults of one userfaultfd read together (up to
+        // FAULT_BATCH faults with their readahead), within its share of the budget left
+        // after a batch of eviction, so the handlers' reads never fill the budget alone.
+        let share = (c.budget - c.evict_batch) / (c.handlers + 1);
+        let handler_batch = (FAULT_BATCH * (c.readahead + 1)).min(share).max(c.readahead + 1);
+        let prefetch_staging = handler_staging + c.handlers * handler_batch;
         let arena = Arc::new(Arena::new(prefetch_staging + PREFETCH_BATCH).map_err(PagerError::Setup)?);
         let io: Box<dyn PageIo> = match c.io {
             IoPath::Engine => {
@@ -419,6 +431,7 @@ impl Pager {
             counters: Counters::default(),
             errors: Mutex::new(Vec::new()),
             handler_staging,
+            handler_batch,
             prefetch_staging,
         });
         let mut pager = Pager { shared: shared.clone(), threads: Vec::new(), len, shut: false };
