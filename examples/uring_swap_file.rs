@@ -121,7 +121,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         report.usable_kib(),
         report.extents,
         report.span_pages,
-        report.lost.total(),
+        report.lost.total().unwrap_or(u64::MAX),
     );
 
     // 4. Driver and engine. The driver registers the arena as fixed buffers.

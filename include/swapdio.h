@@ -778,6 +778,13 @@ typedef struct swapdio_activation_report {
    * The partial page at the end of the file.
    */
   uint64_t lost_file_tail;
+  /**
+   * Entries of the header's bad-page list inside the area (layout
+   * `SWAPDIO_LAYOUT_BLOCK_DEVICE` only; the kernel's `nr_badpages` that cost a usable
+   * page): not in `usable_pages`. The map leaves the bad pages out (it needs up to
+   * `1 + nr_badpages` entries), so the engine refuses I/O to them with `-EINVAL`.
+   */
+  uint64_t bad_pages;
 } swapdio_activation_report;
 
 /**
@@ -1170,7 +1177,8 @@ const char *swapdio_version(void);
 
 /**
  * Size and alignment of the map storage for `entries` map entries (at most one per
- * extent report, one for an opaque layout). The map is an array of
+ * extent report, one for an opaque layout, one more than the header's `nr_badpages`
+ * for a block device, whose map leaves its bad pages out). The map is an array of
  * `swapdio_map_entry`; this is its `sizeof` and `_Alignof`, checked for overflow.
  *
  * Returns 0, `-EFAULT` if `out` is NULL, `-EINVAL` for 0 entries, `-EOVERFLOW`.

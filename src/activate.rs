@@ -68,8 +68,10 @@ pub enum Layout<'a> {
     /// maps it as one extent at byte 0 (`add_swap_extent(si, 0, si->max, 0)`), span
     /// `maxpages - 1`. The header may carry a bad-page list (`setup_swap_map`): entries
     /// 0 or past `last_page` are refused, the others below `maxpages` are never used for
-    /// data ([`ActivationReport::bad_pages`]; [`SwapHeader::bad_page`] lists them).
-    /// Swap-slot allocators must skip those slots.
+    /// data ([`ActivationReport::bad_pages`]; [`SwapHeader::bad_page`] lists them): the
+    /// map leaves them out (one entry per run of good pages, see
+    /// [`ActivationRequest::map_capacity`]), so the engine refuses I/O to them
+    /// ([`crate::MapError::BadSlot`]) and [`SwapMap::is_usable`] tells an allocator.
     BlockDevice,
 }
 
@@ -109,11 +111,15 @@ impl<'a> ActivationRequest<'a> {
         }
     }
 
-    /// How many map entries activation may need: size caller storage with this.
+    /// How many map entries activation may need: size caller storage with this. A
+    /// block device needs one more than its header lists bad pages (its map leaves them
+    /// out).
     pub fn map_capacity(&self) -> usize {
         match self.layout {
             Layout::Extents(e) => e.len().max(1),
-            Layout::Opaque { .. } | Layout::BlockDevice => 1,
+            Layout::Opaque { .. } => 1,
+            Layout::BlockDevice => SwapHeader::parse(self.header)
+                .map_or(1, |h| (h.nr_badpages as usize).min(crate::header::MAX_SWAP_BADPAGES as usize) + 1),
         }
     }
 }
@@ -227,7 +233,8 @@ impl From<Refusal> for ActivationError {
 
 /// Bytes of the file that activation could not use, by cause.
 ///
-/// Invariant: `slots * PAGE_SIZE + lost.total() == file_size` for every accepted file.
+/// Invariant: `slots * PAGE_SIZE + lost.total() == Some(file_size)` for every accepted
+/// file (slots up to the last page, bad pages of a block device included).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TrimLoss {
     /// Partial pages at the ends of physically contiguous runs (page trimming).
@@ -241,9 +248,17 @@ pub struct TrimLoss {
 }
 
 impl TrimLoss {
-    /// All lost bytes.
-    pub const fn total(&self) -> u64 {
-        self.misaligned + self.too_short + self.beyond_header + self.file_tail
+    /// All lost bytes; `None` if the sum passes `u64::MAX` (never for a report that
+    /// activation produced, whose causes add up to at most the file size; a value built
+    /// by hand can, and is never wrapped around).
+    pub const fn total(&self) -> Option<u64> {
+        match self.misaligned.checked_add(self.too_short) {
+            Some(a) => match a.checked_add(self.beyond_header) {
+                Some(b) => b.checked_add(self.file_tail),
+                None => None,
+            },
+            None => None,
+        }
     }
 }
 
@@ -258,7 +273,9 @@ pub struct ActivationReport {
     pub usable_pages: u64,
     /// Page slots the header allows (`maxpages`).
     pub header_pages: u64,
-    /// Extents in the map after merging (the kernel's `nr_extents`).
+    /// Extents in the map after merging (the kernel's `nr_extents`). A block device is
+    /// one extent, as in the kernel, although its map has one entry per run of good
+    /// pages.
     pub extents: u64,
     /// `1 + highest - lowest` physical page (the kernel's span).
     pub span_pages: u64,
@@ -499,65 +516,12 @@ pub fn activate_into(
     Ok((w.used, report))
 }
 
-/// Refuses a map in which two entries cover the same device page. Sorts the entries by
-/// device position in place, checks neighbours, and restores slot order (first slots are
-/// unique, so the second sort is exact). No allocation, no recursion, no panic path:
-/// the heapsort is iterative and every access is checked, so the function fits the
-/// kernel object's gates.
+/// Refuses a map in which two entries cover the same device page
+/// ([`crate::map`]'s check, with the map storage as scratch).
 fn refuse_physical_overlap(entries: &mut [MapEntry]) -> Result<(), ActivationError> {
-    heapsort_by_key(entries, |e| e.start);
-    let mut overlap = None;
-    for i in 1..entries.len() {
-        if let (Some(a), Some(b)) = (entries.get(i - 1), entries.get(i)) {
-            if a.start.saturating_add(a.pages.saturating_mul(PAGE)) > b.start {
-                overlap = Some(a.first_slot.max(b.first_slot));
-                break;
-            }
-        }
-    }
-    heapsort_by_key(entries, |e| e.first_slot);
-    match overlap {
+    match crate::map::physical_overlap_in_place(entries) {
         Some(slot) => Err(Refusal::PhysicalOverlap { slot }.into()),
         None => Ok(()),
-    }
-}
-
-/// Swaps entries `i` and `j` when both exist.
-fn swap_entries(v: &mut [MapEntry], i: usize, j: usize) {
-    if let (Some(&a), Some(&b)) = (v.get(i), v.get(j)) {
-        if let Some(x) = v.get_mut(i) {
-            *x = b;
-        }
-        if let Some(y) = v.get_mut(j) {
-            *y = a;
-        }
-    }
-}
-
-/// In-place iterative heapsort by `key` (ascending).
-fn heapsort_by_key(v: &mut [MapEntry], key: impl Fn(&MapEntry) -> u64) {
-    let k = |v: &[MapEntry], i: usize| v.get(i).map_or(0, &key);
-    let sift_down = |v: &mut [MapEntry], mut root: usize, end: usize| loop {
-        let mut child = 2 * root + 1;
-        if child >= end {
-            break;
-        }
-        if child + 1 < end && k(v, child) < k(v, child + 1) {
-            child += 1;
-        }
-        if k(v, root) >= k(v, child) {
-            break;
-        }
-        swap_entries(v, root, child);
-        root = child;
-    };
-    let n = v.len();
-    for start in (0..n / 2).rev() {
-        sift_down(v, start, n);
-    }
-    for end in (1..n).rev() {
-        swap_entries(v, 0, end);
-        sift_down(v, 0, end);
     }
 }
 
@@ -568,10 +532,10 @@ fn activate_block_device(
     req: &ActivationRequest<'_>,
     header: &SwapHeader,
     maxpages: u64,
-    mut w: Walk<'_>,
+    w: Walk<'_>,
 ) -> Result<(usize, ActivationReport), ActivationError> {
     let mode = choose_mode(req.caps, req.attrs, req.mode).map_err(Refusal::Caps)?;
-    let mut bad = 0u64;
+    let mut bad = 0usize;
     for i in 0..header.nr_badpages {
         let Some(page) = header.bad_page(req.header, i) else { break };
         if page == 0 || page > header.last_page {
@@ -583,13 +547,14 @@ fn activate_block_device(
             bad += 1;
         }
     }
-    let good = maxpages.saturating_sub(1).saturating_sub(bad);
+    let good = maxpages.saturating_sub(1).saturating_sub(bad as u64);
     if good == 0 {
         return Err(Refusal::EmptySwapFile.into());
     }
+    let used = bad_page_map(req.header, header, maxpages, bad, w.out)?;
     let walk_end = req.file_size / PAGE * PAGE;
-    w.lost.beyond_header = walk_end.saturating_sub(maxpages.saturating_mul(PAGE));
-    w.push(maxpages, 0)?;
+    let mut lost = w.lost;
+    lost.beyond_header = walk_end.saturating_sub(maxpages.saturating_mul(PAGE));
     let report = ActivationReport {
         mode,
         slots: maxpages,
@@ -599,10 +564,63 @@ fn activate_block_device(
         span_pages: maxpages - 1,
         lowest_page: 1,
         highest_page: maxpages - 1,
-        lost: w.lost,
-        bad_pages: bad,
+        lost,
+        bad_pages: bad as u64,
     };
-    Ok((w.used, report))
+    Ok((used, report))
+}
+
+/// The block device's map: the kernel's one extent `[0, maxpages)` at byte 0 with the
+/// bad pages left out (the kernel marks them `SWAP_MAP_BAD` so they are never handed
+/// out; here a lookup of one is [`MapError::BadSlot`], so the engine never does I/O to
+/// it). One entry per run of good pages, at most `bad + 1`. The in-range bad pages are
+/// first collected in `out` and sorted there, then the runs are written over them (the
+/// write index never passes the read index). Returns the entries used.
+fn bad_page_map(
+    page0: &[u8],
+    header: &SwapHeader,
+    maxpages: u64,
+    bad: usize,
+    out: &mut [MapEntry],
+) -> Result<usize, Refusal> {
+    let needed = bad + 1;
+    if out.len() < needed {
+        return Err(Refusal::MapStorageTooSmall { needed });
+    }
+    let mut n = 0usize;
+    for i in 0..header.nr_badpages {
+        match header.bad_page(page0, i).map(u64::from) {
+            Some(page) if page < maxpages => {
+                if let Some(e) = out.get_mut(n) {
+                    *e = MapEntry { first_slot: page, pages: 0, start: 0 };
+                }
+                n += 1;
+            }
+            _ => {}
+        }
+    }
+    if let Some(list) = out.get_mut(..n) {
+        crate::map::heapsort_by_key(list, |e| e.first_slot);
+    }
+    let mut used = 0usize;
+    let mut next = 0u64; // first slot not yet mapped or known bad
+    for r in 0..n {
+        let Some(page) = out.get(r).map(|e| e.first_slot) else { break };
+        if page > next {
+            if let Some(e) = out.get_mut(used) {
+                *e = MapEntry { first_slot: next, pages: page - next, start: next * PAGE };
+            }
+            used += 1;
+        }
+        next = next.max(page + 1);
+    }
+    if maxpages > next {
+        if let Some(e) = out.get_mut(used) {
+            *e = MapEntry { first_slot: next, pages: maxpages - next, start: next * PAGE };
+        }
+        used += 1;
+    }
+    Ok(used)
 }
 
 /// Activates into caller-provided storage and wraps the result in a [`SwapMap`].

@@ -429,10 +429,12 @@ pub struct OwnedStorage {
 #[cfg(feature = "alloc")]
 impl OwnedStorage {
     /// Allocates storage of the given sizes: [`crate::EngineError::TooManySlots`] for more
-    /// pool and sync slots than request ids can name, [`crate::EngineError::OutOfMemory`]
-    /// if the allocator cannot provide it (never a capacity-overflow panic).
+    /// pool and sync slots than request ids can name, or more split trackers than that
+    /// (each split folio holds at least two requests, so more are never used),
+    /// [`crate::EngineError::OutOfMemory`] if the allocator cannot provide it (never a
+    /// capacity-overflow panic).
     pub fn new(config: StorageConfig) -> Result<Self, crate::EngineError> {
-        if config.pool.saturating_add(config.sync) > MAX_REQUEST_SLOTS {
+        if config.pool.saturating_add(config.sync) > MAX_REQUEST_SLOTS || config.splits > MAX_REQUEST_SLOTS {
             return Err(crate::EngineError::TooManySlots);
         }
         fn table<T>(n: usize, make: fn() -> T) -> Result<alloc::boxed::Box<[T]>, crate::EngineError> {

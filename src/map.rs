@@ -59,11 +59,27 @@ pub enum MapError {
         /// Slots in the map, header slot included.
         slots: u64,
     },
-    /// Entry `index` does not start where the previous one ended, is empty, or overflows.
-    #[error("map entry {index} is not dense, empty, misaligned or overflows")]
+    /// The slot is inside the map's range but in no extent: a bad page of a block device
+    /// (the kernel's `SWAP_MAP_BAD`, never handed out) or a gap the caller's map leaves.
+    /// No I/O ever reaches it.
+    #[error("swap slot {slot} is a bad page (in no extent of the map)")]
+    BadSlot {
+        /// The slot asked for.
+        slot: u64,
+    },
+    /// Entry `index` starts before the previous one ended, is empty, misaligned, or
+    /// overflows.
+    #[error("map entry {index} is out of slot order, empty, misaligned or overflows")]
     BadEntry {
         /// Index of the offending entry.
         index: usize,
+    },
+    /// Device mode: two entries map the same device bytes, so two slots would share one
+    /// page (the kernel trusts FIEMAP here).
+    #[error("map entries overlap on the device: slot {slot} maps bytes already mapped")]
+    PhysicalOverlap {
+        /// First slot of the later-numbered of the first two entries found sharing bytes.
+        slot: u64,
     },
     /// The map has no entry.
     #[error("swap map is empty")]
@@ -143,12 +159,23 @@ impl BucketIndex {
 }
 
 impl<S: AsRef<[MapEntry]>> SwapMap<S> {
-    /// Wraps caller-provided entries after checking they are dense from slot 0,
-    /// non-empty, page aligned and free of overflow.
+    /// Wraps caller-provided entries after checking they are in slot order without
+    /// overlapping slots, non-empty, page aligned and free of overflow, and, in device
+    /// mode, that no two entries map the same device bytes
+    /// ([`MapError::PhysicalOverlap`]; the C ABI's `swapdio_engine_init` goes through
+    /// here too).
+    ///
+    /// Slots between entries are bad slots ([`MapError::BadSlot`] on lookup): activation
+    /// leaves a block device's bad pages out of the map that way. Activation's maps are
+    /// otherwise dense from slot 0.
+    ///
+    /// Cost: O(n) when the entries are in device order, as activation usually writes
+    /// them; otherwise O(n log n) with feature `alloc` (a sorted copy) and O(n²)
+    /// comparisons without it (no scratch memory: 50 million for 10 000 entries).
     pub fn new(entries: S, mode: IoMode) -> Result<Self, MapError> {
         let mut next = 0u64;
         for (index, e) in entries.as_ref().iter().enumerate() {
-            let ok = e.first_slot == next
+            let ok = e.first_slot >= next
                 && e.pages != 0
                 && e.start % PAGE_SIZE as u64 == 0
                 && e.pages.checked_mul(PAGE_SIZE as u64).and_then(|b| b.checked_add(e.start)).is_some();
@@ -159,6 +186,11 @@ impl<S: AsRef<[MapEntry]>> SwapMap<S> {
         }
         if next == 0 {
             return Err(MapError::Empty);
+        }
+        if mode == IoMode::Device {
+            if let Some(slot) = physical_overlap(entries.as_ref()) {
+                return Err(MapError::PhysicalOverlap { slot });
+            }
         }
         Ok(SwapMap {
             #[cfg(feature = "alloc")]
@@ -175,7 +207,8 @@ impl<S: AsRef<[MapEntry]>> SwapMap<S> {
         self.entries.as_ref()
     }
 
-    /// Number of slots, the header slot 0 included (the kernel's `si->max`).
+    /// One past the last mapped slot, the header slot 0 included (the kernel's `si->max`
+    /// when the last page is not bad).
     pub fn slots(&self) -> u64 {
         self.slots
     }
@@ -224,14 +257,124 @@ impl<S: AsRef<[MapEntry]>> SwapMap<S> {
                 self.cursor.store(base, Ordering::Relaxed);
                 Ok(Self::run_in(e, slot))
             }
-            _ => Err(MapError::SlotOutOfRange { slot, slots: self.slots }),
+            // Below the end of the map, in no extent: a gap (a bad page).
+            _ => Err(MapError::BadSlot { slot }),
         }
+    }
+
+    /// Whether `slot` is a data slot a swap-slot allocator may hand out: not the header
+    /// slot 0, not a bad slot, inside the map.
+    pub fn is_usable(&self, slot: u64) -> bool {
+        slot != 0 && self.lookup(slot).is_ok()
     }
 
     #[inline]
     fn run_in(e: &MapEntry, slot: u64) -> Run {
         let off = slot - e.first_slot;
         Run { pos: e.start + off * PAGE_SIZE as u64, pages: e.pages - off }
+    }
+}
+
+/// End of an entry's byte range, saturated (entries of a built map never overflow).
+const fn byte_end(e: &MapEntry) -> u64 {
+    e.start.saturating_add(e.pages.saturating_mul(PAGE_SIZE as u64))
+}
+
+/// First slot of the later-numbered of two entries that share device bytes, if any.
+/// O(n) for entries already in device order; otherwise a sorted copy (feature `alloc`,
+/// falling back when the copy cannot be allocated) or every pair compared.
+fn physical_overlap(entries: &[MapEntry]) -> Option<u64> {
+    let mut in_device_order = true;
+    for (a, b) in entries.iter().zip(entries.iter().skip(1)) {
+        if b.start < a.start {
+            in_device_order = false;
+            break;
+        }
+        if byte_end(a) > b.start {
+            return Some(b.first_slot);
+        }
+    }
+    if in_device_order {
+        return None;
+    }
+    #[cfg(feature = "alloc")]
+    {
+        let mut copy = alloc::vec::Vec::new();
+        if copy.try_reserve_exact(entries.len()).is_ok() {
+            copy.extend_from_slice(entries);
+            return physical_overlap_in_place(&mut copy);
+        }
+    }
+    physical_overlap_pairwise(entries)
+}
+
+/// Every pair compared: the check without scratch memory.
+fn physical_overlap_pairwise(entries: &[MapEntry]) -> Option<u64> {
+    let mut found = None;
+    for (i, a) in entries.iter().enumerate() {
+        for b in entries.iter().skip(i + 1) {
+            if a.start < byte_end(b) && b.start < byte_end(a) {
+                found = Some(found.map_or(b.first_slot, |f: u64| f.min(b.first_slot)));
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// [`physical_overlap`] with the caller's entries as scratch: sorts them by device
+/// position, checks neighbours, and restores slot order (first slots are unique, so the
+/// second sort is exact). No allocation, no recursion, every access checked: fits the
+/// kernel object's gates.
+pub(crate) fn physical_overlap_in_place(entries: &mut [MapEntry]) -> Option<u64> {
+    heapsort_by_key(entries, |e| e.start);
+    let mut overlap = None;
+    for (a, b) in entries.iter().zip(entries.iter().skip(1)) {
+        if byte_end(a) > b.start {
+            overlap = Some(a.first_slot.max(b.first_slot));
+            break;
+        }
+    }
+    heapsort_by_key(entries, |e| e.first_slot);
+    overlap
+}
+
+/// Swaps entries `i` and `j` when both exist.
+fn swap_entries(v: &mut [MapEntry], i: usize, j: usize) {
+    if let (Some(&a), Some(&b)) = (v.get(i), v.get(j)) {
+        if let Some(x) = v.get_mut(i) {
+            *x = b;
+        }
+        if let Some(y) = v.get_mut(j) {
+            *y = a;
+        }
+    }
+}
+
+/// In-place iterative heapsort by `key` (ascending): no recursion, no panic path.
+pub(crate) fn heapsort_by_key(v: &mut [MapEntry], key: impl Fn(&MapEntry) -> u64) {
+    let k = |v: &[MapEntry], i: usize| v.get(i).map_or(0, &key);
+    let sift_down = |v: &mut [MapEntry], mut root: usize, end: usize| loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            break;
+        }
+        if child + 1 < end && k(v, child) < k(v, child + 1) {
+            child += 1;
+        }
+        if k(v, root) >= k(v, child) {
+            break;
+        }
+        swap_entries(v, root, child);
+        root = child;
+    };
+    let n = v.len();
+    for start in (0..n / 2).rev() {
+        sift_down(v, start, n);
+    }
+    for end in (1..n).rev() {
+        swap_entries(v, 0, end);
+        sift_down(v, 0, end);
     }
 }
 
@@ -321,9 +464,10 @@ mod tests {
     }
 
     #[test]
-    fn map_rejects_non_dense_empty_or_overflowing_entries() {
-        let gap = [MapEntry { first_slot: 0, pages: 2, start: 0 }, MapEntry { first_slot: 3, pages: 1, start: 0 }];
-        assert_eq!(SwapMap::new(gap, IoMode::Device).unwrap_err(), MapError::BadEntry { index: 1 });
+    fn map_rejects_unordered_empty_or_overflowing_entries() {
+        let back =
+            [MapEntry { first_slot: 0, pages: 2, start: 0 }, MapEntry { first_slot: 1, pages: 1, start: 1 << 20 }];
+        assert_eq!(SwapMap::new(back, IoMode::Device).unwrap_err(), MapError::BadEntry { index: 1 });
         let zero = [MapEntry { first_slot: 0, pages: 0, start: 0 }];
         assert_eq!(SwapMap::new(zero, IoMode::Device).unwrap_err(), MapError::BadEntry { index: 0 });
         let unaligned = [MapEntry { first_slot: 0, pages: 1, start: 512 }];
@@ -332,5 +476,55 @@ mod tests {
         assert_eq!(SwapMap::new(overflow, IoMode::Device).unwrap_err(), MapError::BadEntry { index: 0 });
         let none: [MapEntry; 0] = [];
         assert_eq!(SwapMap::new(none, IoMode::Device).unwrap_err(), MapError::Empty);
+    }
+
+    /// A gap between entries (a block device's bad page) is a bad slot: refused on
+    /// lookup with its own error, never resolved to a neighbour, never out of range.
+    #[test]
+    fn bad_slots_between_entries_are_refused_on_lookup() {
+        let m = SwapMap::new(
+            [
+                MapEntry { first_slot: 0, pages: 2, start: 0 },
+                MapEntry { first_slot: 3, pages: 4, start: 3 * 4096 },
+                MapEntry { first_slot: 9, pages: 1, start: 9 * 4096 },
+                MapEntry { first_slot: 11, pages: 5, start: 11 * 4096 },
+            ],
+            IoMode::Device,
+        )
+        .unwrap();
+        assert_eq!(m.slots(), 16);
+        for s in [2, 7, 8, 10] {
+            assert_eq!(m.lookup(s), Err(MapError::BadSlot { slot: s }), "slot {s}");
+            assert!(!m.is_usable(s));
+        }
+        for s in [1, 3, 6, 9, 11, 15] {
+            assert_eq!(m.lookup(s), Ok(Run { pos: s * 4096, pages: m.lookup(s).unwrap().pages }));
+            assert!(m.is_usable(s));
+        }
+        assert!(!m.is_usable(0));
+        assert_eq!(m.lookup(16), Err(MapError::SlotOutOfRange { slot: 16, slots: 16 }));
+    }
+
+    /// Device mode: two entries on the same device bytes are refused, found in device
+    /// order (O(n)) and out of it (sorted copy), whichever entry comes first; file mode
+    /// and merely adjacent entries are accepted.
+    #[test]
+    fn device_map_entries_sharing_device_bytes_are_refused() {
+        let e = |first_slot, pages, page: u64| MapEntry { first_slot, pages, start: page * 4096 };
+        let sorted = [e(0, 8, 0), e(8, 32, 100), e(40, 24, 131)];
+        assert_eq!(SwapMap::new(sorted, IoMode::Device).unwrap_err(), MapError::PhysicalOverlap { slot: 40 });
+        let unsorted = [e(0, 8, 500), e(8, 32, 100), e(40, 24, 120)];
+        assert_eq!(SwapMap::new(unsorted, IoMode::Device).unwrap_err(), MapError::PhysicalOverlap { slot: 40 });
+        let same = [e(0, 8, 0), e(8, 1, 300), e(9, 1, 300)];
+        assert_eq!(SwapMap::new(same, IoMode::Device).unwrap_err(), MapError::PhysicalOverlap { slot: 9 });
+        assert!(SwapMap::new(unsorted, IoMode::File).is_ok());
+        assert!(SwapMap::new([e(0, 8, 500), e(8, 32, 100), e(40, 24, 132)], IoMode::Device).is_ok());
+        // The pairwise fallback (no scratch memory) finds the same entries.
+        assert_eq!(physical_overlap_pairwise(&unsorted), Some(40));
+        assert_eq!(physical_overlap_pairwise(&same), Some(9));
+        assert_eq!(physical_overlap_pairwise(&[e(0, 8, 500), e(8, 32, 100)]), None);
+        let mut v = unsorted;
+        assert_eq!(physical_overlap_in_place(&mut v), Some(40));
+        assert_eq!(v, unsorted, "slot order restored");
     }
 }

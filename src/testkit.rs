@@ -345,20 +345,23 @@ impl MemDevice {
     /// A copy of `len` device bytes at `pos`.
     pub fn read_bytes(&self, pos: u64, len: usize) -> Vec<u8> {
         let b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        b.get(pos as usize..pos as usize + len).map(<[u8]>::to_vec).unwrap_or_default()
+        let start = usize::try_from(pos).unwrap_or(usize::MAX);
+        b.get(start..start.saturating_add(len)).map(<[u8]>::to_vec).unwrap_or_default()
     }
 
     /// Moves up to `limit` bytes of the request between folios and the device.
     fn transfer(&self, req: &Request<'_>, limit: u64) {
         let mut dev = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
         let mut folios = self.folios.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut pos = req.pos() as usize;
+        let Ok(mut pos) = usize::try_from(req.pos()) else { return };
         let mut left = limit as usize;
         for seg in req.segments() {
             let n = (seg.len as usize).min(left);
             let off = seg.offset as usize;
             let buf = folios.entry(seg.folio).or_insert_with(|| std::vec![0; off + seg.len as usize]);
-            if buf.len() < off + n || dev.len() < pos + n {
+            // Checked: a position near `u64::MAX` (any map the engine accepts) is simply
+            // not on this device.
+            if buf.len() < off + n || pos.checked_add(n).is_none_or(|end| dev.len() < end) {
                 return;
             }
             match req.direction() {

@@ -25,10 +25,15 @@ fn req<'a>(header: &'a [u8], file_size: u64, extents: &'a [ExtentReport], caps: 
 fn accept(r: &ActivationRequest<'_>) -> (Vec<MapEntry>, ActivationReport) {
     let (map, report) = activate_owned(r).unwrap_or_else(|e| panic!("refused: {e:?}"));
     let file_size = r.file_size;
-    assert_eq!(report.slots * P + report.lost.total(), file_size, "TrimLoss invariant: {report:?}");
+    assert_eq!(report.lost.total().map(|t| report.slots * P + t), Some(file_size), "TrimLoss invariant: {report:?}");
     assert_eq!(report.usable_pages + report.bad_pages + 1, report.slots);
-    assert_eq!(map.slots(), report.slots);
-    assert_eq!(map.entries().len() as u64, report.extents);
+    if report.bad_pages == 0 {
+        assert_eq!(map.slots(), report.slots);
+        assert_eq!(map.entries().len() as u64, report.extents);
+    } else {
+        // A block device's bad pages are left out of its map: one entry per good run.
+        assert!(map.slots() <= report.slots && map.entries().len() as u64 <= report.bad_pages + 1);
+    }
     let mut out = vec![MapEntry::default(); r.map_capacity()];
     let (borrowed, report2) = activate(r, &mut out).unwrap();
     assert_eq!((borrowed.entries(), report2), (map.entries(), report));
@@ -460,7 +465,8 @@ fn device_req(header: &[u8], size: u64) -> ActivationRequest<'_> {
 }
 
 /// `setup_swap_map` on a block device: bad pages allowed, each entry costs a usable
-/// page (a repeated one twice), never usable; one extent at byte 0; span `maxpages - 1` (the swap area, not the device).
+/// page (a repeated one twice), never usable (left out of the map); one extent at byte
+/// 0; span `maxpages - 1` (the swap area, not the device).
 /// Numbers as `swapon` gave them on a 64 MiB loop device (Linux 6.18).
 #[test]
 fn block_device_bad_pages_are_allowed_and_never_usable() {
@@ -473,10 +479,23 @@ fn block_device_bad_pages_are_allowed_and_never_usable() {
         (2, &[1], 1, 2),
     ] {
         let h = hdr_with_bad_pages(last, bad);
-        let (map, r) = accept(&device_req(&h, size));
+        let (entries, r) = accept(&device_req(&h, size));
         assert_eq!((r.usable_pages, r.span_pages, r.extents), (usable, span, 1), "{last} {bad:?}");
-        assert_eq!(map, vec![entry(0, u64::from(last) + 1, 0)]);
-        assert_eq!(r.slots * P + r.lost.total(), size);
+        assert_eq!(r.lost.total().map(|t| r.slots * P + t), Some(size));
+        // Every page of the area is its own slot at its own position, except the bad
+        // ones, which no entry maps (the engine refuses them: `MapError::BadSlot`).
+        let map = SwapMap::new(entries, IoMode::Device).unwrap();
+        for slot in 0..=u64::from(last) {
+            match map.lookup(slot) {
+                Ok(run) => assert!(!bad.contains(&(slot as u32)) && run.pos == slot * P, "slot {slot}"),
+                // A bad last page ends the map: past its end rather than in a gap.
+                Err(e) => assert!(
+                    bad.contains(&(slot as u32))
+                        && matches!(e, MapError::BadSlot { .. } | MapError::SlotOutOfRange { .. }),
+                    "slot {slot}: {e}"
+                ),
+            }
+        }
     }
 }
 

@@ -249,3 +249,81 @@ fn engine_without_sync_slots_is_refused_at_setup() {
     let r = w.engine(linear(16), StorageConfig { pool: 4, sync: 0, splits: 1 });
     assert_eq!(r.err(), Some(EngineError::NoSyncSlots));
 }
+
+// ---- item 5: no panic reachable from a caller's numbers -------------------------------
+
+/// `TrimLoss::total` near `u64::MAX` is `None`, never an overflow panic (debug) or a
+/// wrapped sum (release).
+#[test]
+fn trim_loss_total_past_u64_max_is_none_never_a_wrapped_sum() {
+    let near = TrimLoss { misaligned: u64::MAX - 1, too_short: 1, beyond_header: 0, file_tail: 0 };
+    assert_eq!(near.total(), Some(u64::MAX));
+    for over in [
+        TrimLoss { misaligned: u64::MAX, too_short: 1, ..TrimLoss::default() },
+        TrimLoss { beyond_header: u64::MAX, file_tail: u64::MAX, ..TrimLoss::default() },
+        TrimLoss { misaligned: u64::MAX, too_short: u64::MAX, beyond_header: u64::MAX, file_tail: u64::MAX },
+    ] {
+        assert_eq!(over.total(), None, "{over:?}");
+    }
+}
+
+/// Huge request counts are typed errors: too many slots for the ids, or no memory;
+/// never a `capacity overflow` panic.
+#[test]
+fn owned_storage_with_huge_counts_is_a_typed_error_never_a_panic() {
+    for config in [
+        StorageConfig { pool: usize::MAX, sync: 1, splits: 0 },
+        StorageConfig { pool: 1, sync: usize::MAX, splits: 0 },
+        StorageConfig { pool: usize::MAX, sync: usize::MAX, splits: usize::MAX },
+        StorageConfig { pool: 1, sync: 1, splits: usize::MAX },
+        StorageConfig { pool: 1, sync: 1, splits: MAX_REQUEST_SLOTS + 1 },
+    ] {
+        assert_eq!(OwnedStorage::new(config).err(), Some(EngineError::TooManySlots), "{config:?}");
+    }
+    assert!(OwnedStorage::new(StorageConfig { pool: 1, sync: 1, splits: MAX_REQUEST_SLOTS }).is_ok());
+}
+
+// ---- item 7: a block device's bad pages are never I/O targets -------------------------
+
+/// A block device whose header lists bad pages 5 and 6: activation leaves them out of
+/// the map, and the engine refuses every write or read touching one (small folio, a
+/// large folio across one, sync and plugged I/O) with `MapError::BadSlot`, the folio
+/// untouched and nothing sent to the backend; the neighbours work.
+#[test]
+fn engine_never_does_io_to_a_bad_page_of_a_block_device() {
+    let mut page = vec![0u8; PAGE_SIZE];
+    let h = SwapHeader { nr_badpages: 2, ..SwapHeader::new(64, [1; 16], [0; 16]).unwrap() };
+    h.write(&mut page).unwrap();
+    page[1536..1540].copy_from_slice(&6u32.to_ne_bytes());
+    page[1540..1544].copy_from_slice(&5u32.to_ne_bytes());
+    let req = ActivationRequest::new(&page, 64 * PAGE_SIZE as u64, Layout::BlockDevice, 7, BackendCaps::BLOCK_DEVICE);
+    assert_eq!(req.map_capacity(), 3);
+    let (map, report) = activate_owned(&req).unwrap();
+    assert_eq!((report.bad_pages, report.usable_pages, report.extents), (2, 61, 1));
+    assert_eq!(map.entries().len(), 2);
+    assert!(!map.is_usable(5) && !map.is_usable(6) && map.is_usable(4) && map.is_usable(7));
+    let w = TestWorld::new(BackendCaps::BLOCK_DEVICE, 64 * PAGE_SIZE);
+    let e = w.engine(map, StorageConfig::default()).unwrap();
+    let bad = |slot| Err(SwapError::Map(MapError::BadSlot { slot }));
+    let mut plug = PlugState::new();
+    for (folio, first_bad) in [(Folio::small(1, 5), 5), (Folio::small(2, 6), 6), (Folio::large(3, 4, 4), 5)] {
+        w.prepare_write(folio, 9);
+        assert_eq!(e.write(None, folio, MAY), bad(first_bad));
+        assert_eq!(e.write(Some(&mut plug), folio, MAY), bad(first_bad));
+        assert_eq!(e.write_sync(folio, MAY, || {}), bad(first_bad));
+        let s = w.pages.state(folio.id);
+        assert!(s.locked && s.dirty && !s.writeback && s.pins == 0, "folio untouched: {s:?}");
+        assert_eq!(e.read_sync(folio, || {}), bad(first_bad));
+    }
+    assert_eq!(bad(5).unwrap_err().errno(), Errno::EINVAL);
+    assert!(w.dev.seen().is_empty(), "nothing reached the backend");
+    for (id, slot) in [(10, 4), (11, 7)] {
+        let f = Folio::small(id, slot);
+        w.prepare_write(f, 1);
+        e.write(Some(&mut plug), f, MAY).unwrap();
+    }
+    e.finish_plug(&mut plug).unwrap();
+    let seen: Vec<u64> = w.dev.seen().iter().map(|r| r.pos / PAGE_SIZE as u64).collect();
+    assert_eq!(seen, vec![4, 7], "good neighbours at their own positions, never merged across the bad pages");
+    assert_clean(&w);
+}

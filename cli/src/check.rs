@@ -129,7 +129,7 @@ fn render_text(rep: &CheckReport, all_extents: bool) -> String {
         let _ = writeln!(
             o,
             "    bytes lost: {} total = {} misaligned + {} too-short runs + {} beyond header + {} file tail",
-            l.total(),
+            l.total().unwrap_or(u64::MAX),
             l.misaligned,
             l.too_short,
             l.beyond_header,

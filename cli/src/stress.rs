@@ -990,6 +990,12 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         end_by: Instant::now(),
         last_progress: Instant::now(),
     };
+    // A block device's bad pages are not in the map: never written, read or verified.
+    if act.report.bad_pages > 0 {
+        for s in (1..nslots).filter(|&s| !engine.map().is_usable(s)) {
+            w.slots[s as usize].busy = true;
+        }
+    }
 
     let bar = if json { ProgressBar::hidden() } else { ProgressBar::new(args.duration.as_millis() as u64) };
     bar.set_style(

@@ -18,7 +18,8 @@ use crate::types::{
 };
 
 /// Size and alignment of the map storage for `entries` map entries (at most one per
-/// extent report, one for an opaque layout). The map is an array of
+/// extent report, one for an opaque layout, one more than the header's `nr_badpages`
+/// for a block device, whose map leaves its bad pages out). The map is an array of
 /// `swapdio_map_entry`; this is its `sizeof` and `_Alignof`, checked for overflow.
 ///
 /// Returns 0, `-EFAULT` if `out` is NULL, `-EINVAL` for 0 entries, `-EOVERFLOW`.
@@ -186,6 +187,7 @@ unsafe fn activate_checked(
             rep.lost_too_short = r.lost.too_short;
             rep.lost_beyond_header = r.lost.beyond_header;
             rep.lost_file_tail = r.lost.file_tail;
+            rep.bad_pages = r.bad_pages;
             0
         }
         Err(e) => {

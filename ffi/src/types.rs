@@ -397,6 +397,11 @@ pub struct swapdio_activation_report {
     pub lost_beyond_header: u64,
     /// The partial page at the end of the file.
     pub lost_file_tail: u64,
+    /// Entries of the header's bad-page list inside the area (layout
+    /// `SWAPDIO_LAYOUT_BLOCK_DEVICE` only; the kernel's `nr_badpages` that cost a usable
+    /// page): not in `usable_pages`. The map leaves the bad pages out (it needs up to
+    /// `1 + nr_badpages` entries), so the engine refuses I/O to them with `-EINVAL`.
+    pub bad_pages: u64,
 }
 
 /// Where a slot lives (`swapdio_engine_lookup`, `swapdio_map_lookup`).
@@ -650,7 +655,7 @@ const_assert_eq!(size_of::<swapdio_extent>(), 40);
 const_assert_eq!(align_of::<swapdio_extent>(), 8);
 const_assert_eq!(size_of::<swapdio_map_entry>(), 24);
 const_assert_eq!(align_of::<swapdio_map_entry>(), 8);
-const_assert_eq!(size_of::<swapdio_activation_report>(), 128);
+const_assert_eq!(size_of::<swapdio_activation_report>(), 136);
 const_assert_eq!(align_of::<swapdio_activation_report>(), 8);
 const_assert_eq!(size_of::<swapdio_run>(), 16);
 const_assert_eq!(align_of::<swapdio_run>(), 8);
@@ -762,6 +767,7 @@ const_assert_eq!(offset_of!(swapdio_activation_report, lost_misaligned), 96);
 const_assert_eq!(offset_of!(swapdio_activation_report, lost_too_short), 104);
 const_assert_eq!(offset_of!(swapdio_activation_report, lost_beyond_header), 112);
 const_assert_eq!(offset_of!(swapdio_activation_report, lost_file_tail), 120);
+const_assert_eq!(offset_of!(swapdio_activation_report, bad_pages), 128);
 const_assert_eq!(offset_of!(swapdio_run, pos), 0);
 const_assert_eq!(offset_of!(swapdio_run, pages), 8);
 const_assert_eq!(offset_of!(swapdio_folio, id), 0);

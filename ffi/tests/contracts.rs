@@ -181,3 +181,75 @@ fn engine_without_sync_slots_is_einval() {
     assert_eq!(unsafe { swapdio_engine_new(&cfg, &mut out) }, -EINVAL);
     assert!(out.is_null());
 }
+
+/// `swapdio_engine_init` checks a C caller's map as activation does: in device mode two
+/// entries on the same device bytes (slots 8 and 40 at one position) are `-EINVAL`, the
+/// same entries in file mode are accepted, as are the fixture's.
+#[test]
+fn engine_init_refuses_a_device_map_with_two_entries_on_the_same_bytes() {
+    let mut f = Fixture::new();
+    let overlapping = [
+        swapdio_map_entry { first_slot: 0, pages: 8, start: 0 },
+        swapdio_map_entry { first_slot: 8, pages: 32, start: 100 * PAGE },
+        swapdio_map_entry { first_slot: 40, pages: 24, start: 100 * PAGE },
+    ];
+    let mem = engine_block();
+    let storage = Block::new(swapdio_mem_layout { size: f.storage.layout.size(), align: f.storage.layout.align() });
+    for (mode, want) in [(swapdio_mode::Device, -EINVAL), (swapdio_mode::File, 0)] {
+        let cfg = swapdio_engine_config {
+            map: overlapping.as_ptr(),
+            map_entries: overlapping.len(),
+            storage: storage.ptr.cast(),
+            mode: mode as u32,
+            ..f.config()
+        };
+        let caps = if mode == swapdio_mode::File { SWAPDIO_CAP_SWAP_RW | DEVICE_CAPS } else { DEVICE_CAPS };
+        let ops = swapdio_backend_ops { caps, ..backend_ops() };
+        let cfg = swapdio_engine_config { backend: &ops, ..cfg };
+        let mut out = null_mut();
+        // SAFETY: memory sized by the library's layouts; map and ops outlive the engine.
+        let rc = unsafe { swapdio_engine_init(mem.ptr.cast(), mem.layout.size(), &cfg, &mut out) };
+        assert_eq!(rc, want, "{mode:?}");
+        if rc == 0 {
+            // SAFETY: a live engine, finished once.
+            assert_eq!(unsafe { swapdio_engine_fini(out) }, 0);
+        }
+    }
+}
+
+/// A block device whose header lists bad pages 5 and 6 through the C ABI: the report
+/// carries `bad_pages`, the map leaves them out, and the engine refuses a write to one
+/// (or a large folio across one) with `-EINVAL`, the folio untouched, nothing submitted.
+#[test]
+fn block_device_bad_pages_are_reported_and_never_written_through_the_c_abi() {
+    let mut f = Fixture::new();
+    let mut hdr = header(64);
+    hdr[1032..1036].copy_from_slice(&2u32.to_ne_bytes());
+    hdr[1536..1540].copy_from_slice(&6u32.to_ne_bytes());
+    hdr[1540..1544].copy_from_slice(&5u32.to_ne_bytes());
+    let act = swapdio_activation { layout: swapdio_layout::BlockDevice as u32, nr_extents: 0, ..activation(&hdr, &[]) };
+    let mut map = vec![swapdio_map_entry::default(); 3];
+    let mut rep = swapdio_activation_report::default();
+    // SAFETY: every pointer is valid for the lengths given.
+    assert_eq!(unsafe { swapdio_activate(&act, map.as_mut_ptr(), 1, &mut rep) }, -12, "1 + nr_badpages entries");
+    // SAFETY: as above.
+    assert_eq!(unsafe { swapdio_activate(&act, map.as_mut_ptr(), map.len(), &mut rep) }, 0, "{rep:?}");
+    assert_eq!((rep.bad_pages, rep.usable_pages, rep.extents, rep.map_entries), (2, 61, 1, 2));
+    f.map = map;
+    f.report = rep;
+    let mem = engine_block();
+    let storage = Block::new(swapdio_mem_layout { size: f.storage.layout.size(), align: f.storage.layout.align() });
+    let (rc, e) = second_engine(&mut f, storage.ptr.cast(), &mem);
+    assert_eq!(rc, 0);
+    for folio in [folio(1, 5, 1), folio(2, 6, 1), folio(3, 4, 4)] {
+        f.world.pages.prepare_write(FolioId(folio.id));
+        // SAFETY: a live engine, valid folio, no plug.
+        let rc = unsafe { swapdio_write(e, null_mut(), &folio, swapdio_fs_context::MayEnterFs as u32) };
+        assert_eq!(rc, -EINVAL);
+        let s = f.world.pages.state(FolioId(folio.id));
+        assert!(s.locked && s.dirty && !s.writeback && s.pins == 0, "untouched: {s:?}");
+    }
+    assert!(f.world.seen.lock().unwrap().is_empty(), "nothing submitted");
+    // SAFETY: a live engine, idle, finished once.
+    assert_eq!(unsafe { swapdio_engine_fini(e) }, 0);
+}

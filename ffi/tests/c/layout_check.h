@@ -16,7 +16,7 @@
 SWAPDIO_CHECK_LAYOUT(swapdio_mem_layout, 2 * sizeof(size_t), _Alignof(size_t));
 SWAPDIO_CHECK_LAYOUT(swapdio_extent, 40, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_map_entry, 24, 8);
-SWAPDIO_CHECK_LAYOUT(swapdio_activation_report, 128, 8);
+SWAPDIO_CHECK_LAYOUT(swapdio_activation_report, 136, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_run, 16, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_folio, 24, 8);
 SWAPDIO_CHECK_LAYOUT(swapdio_segment, 16, 8);
@@ -60,6 +60,7 @@ _Static_assert(__builtin_offsetof(struct swapdio_activation_report, lost_misalig
 _Static_assert(__builtin_offsetof(struct swapdio_activation_report, lost_too_short) == 104, "swapdio_activation_report.lost_too_short offset");
 _Static_assert(__builtin_offsetof(struct swapdio_activation_report, lost_beyond_header) == 112, "swapdio_activation_report.lost_beyond_header offset");
 _Static_assert(__builtin_offsetof(struct swapdio_activation_report, lost_file_tail) == 120, "swapdio_activation_report.lost_file_tail offset");
+_Static_assert(__builtin_offsetof(struct swapdio_activation_report, bad_pages) == 128, "swapdio_activation_report.bad_pages offset");
 _Static_assert(__builtin_offsetof(struct swapdio_run, pos) == 0, "swapdio_run.pos offset");
 _Static_assert(__builtin_offsetof(struct swapdio_run, pages) == 8, "swapdio_run.pages offset");
 _Static_assert(__builtin_offsetof(struct swapdio_folio, id) == 0, "swapdio_folio.id offset");
