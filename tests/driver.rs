@@ -442,6 +442,44 @@ fn foreground_waiter_completes_its_own_requests_and_hands_back_to_the_reaper_on_
     assert_eq!(spy.pages.pins_held(), 0);
 }
 
+/// A Foreground held by a thread that is busy elsewhere (not waiting) must not strand
+/// the requests of another thread on the same ring: a thread holding no Foreground has
+/// its requests reaped by the reaper, which stays awake while any of them is in flight.
+#[test]
+fn foreground_holder_busy_elsewhere_does_not_strand_other_threads_requests() {
+    let file = Scratch::new("foreground-shared", 1024, 0);
+    let (uring, engine) = spied_engine(&file);
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|sc| {
+        let u = uring.clone();
+        sc.spawn(move || {
+            let _fg = u.foreground();
+            held_tx.send(()).unwrap();
+            // Busy elsewhere: never waits on the ring while the other thread reads.
+            let _ = done_rx.recv_timeout(Duration::from_secs(30));
+        });
+        held_rx.recv().unwrap();
+        let t = Instant::now();
+        read_burst(&engine, 500, std::thread::yield_now);
+        while engine.in_flight() != 0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "requests of a thread without a Foreground waited for the busy holder"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // Without the reaper these reads would wait for the holder to give up (30 s).
+        assert!(t.elapsed() < Duration::from_secs(20), "the reads waited for the busy holder: {:?}", t.elapsed());
+        done_tx.send(()).unwrap();
+    });
+    let spy = engine.page_ops();
+    assert_eq!(spy.elsewhere.load(Ordering::Relaxed) + spy.on_submitter.load(Ordering::Relaxed), 500);
+    assert_eq!(engine.stats().pages_in, 500);
+    assert_eq!(spy.pages.violations(), Vec::<String>::new());
+    assert_eq!(spy.pages.pins_held(), 0);
+}
+
 type PreadEngine = Engine<Vec<MapEntry>, OwnedStorage, PreadBackend, &'static MemPages>;
 
 fn pread_rig(name: &str, faults: FaultConfig) -> (Scratch, Arc<Arena>, PreadEngine, &'static MemPages) {

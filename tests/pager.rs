@@ -236,6 +236,18 @@ fn prefetch_read_failure_is_an_error_not_data() {
     assert_eq!((census.failed, census.moving), (10, 0));
 }
 
+/// The state of `page` once its handler has recorded it: the copy that maps a page wakes
+/// the faulting thread before the handler marks the page mapped.
+fn settled(pager: &swapdio::linux::pager::Pager, page: usize) -> Option<PageState> {
+    for _ in 0..1000 {
+        match pager.page_state(page) {
+            Some(PageState::Reading) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            other => return other,
+        }
+    }
+    pager.page_state(page)
+}
+
 /// `do_swap_page`'s writable mapping of an exclusive swapped-in page on a read fault: a
 /// page evicted dirty comes back writable and counted dirty (its rewrite takes no
 /// write-protect fault); with `predict_writes` off, and for a page that was evicted
@@ -262,15 +274,7 @@ fn read_fault_maps_a_page_evicted_dirty_writable_and_a_clean_one_protected() {
             assert_eq!(pager.page_state(p), Some(PageState::Swapped), "page {p}");
             let s0 = pager.stats();
             assert_eq!(check_page(base, p, 1), 0);
-            // The copy wakes this thread before the handler records the page's new state.
-            let mut after_read = pager.page_state(p);
-            for _ in 0..1000 {
-                if after_read != Some(PageState::Reading) {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
-                after_read = pager.page_state(p);
-            }
+            let after_read = settled(&pager, p);
             let s1 = pager.stats();
             write_page(base, p, 2);
             let s2 = pager.stats();
@@ -316,7 +320,7 @@ fn read_fault_maps_a_page_evicted_dirty_writable_and_a_clean_one_protected() {
     // Page 0 was read, evicted clean (no write), and is read again: protected and clean.
     assert_eq!(b.page_state(0), Some(PageState::Swapped));
     assert_eq!(check_page(b.as_ptr(), 0, 5), 0);
-    assert_eq!(b.page_state(0), Some(PageState::Clean));
+    assert_eq!(settled(&b, 0), Some(PageState::Clean));
     let s = b.stats();
     assert_eq!((s.predicted_writes, s.pages_out), (0, 0), "{s:?}");
     b.shutdown();

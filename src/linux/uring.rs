@@ -10,6 +10,9 @@
 //! submits and reaps on its own thread while the reaper stands aside (the kernel's
 //! polled swap-in, `bio_poll` from the faulting task), so no completion is handed
 //! between threads — one wake-up per batch instead of three on a loaded machine.
+//! Other threads may share the ring meanwhile: while any request of a thread without a
+//! [`Foreground`] is in flight the reaper keeps reaping, so such a request never waits
+//! for a foreground holder that is busy elsewhere.
 //!
 //! * `user_data` is [`RequestId::to_u64`] (slot index + generation). The driver keeps
 //!   which id each slot has in flight; a CQE naming anything else is stale and dropped
@@ -117,6 +120,8 @@ struct Op {
     done: u64,
     retries: u32,
     contiguous: bool,
+    /// Submitted by a thread without a [`Foreground`]: counted in `Inner::unowned`.
+    unowned: bool,
     /// The request's iovecs.
     full: IoVecs,
     /// The iovecs of the current (re)submission: `full` advanced by `done`.
@@ -156,8 +161,14 @@ struct Inner {
     reaper_awake: AtomicBool,
     /// Serialises consumers of the completion queue (the reaper, [`Foreground`] waiters).
     cq: Mutex<()>,
-    /// Open [`Foreground`]s: while any is open the reaper parks on `park_cv`.
+    /// Open [`Foreground`]s: while any is open, and no request of a thread without one
+    /// is in flight (`unowned`), the reaper parks on `park_cv`.
     foreground: AtomicUsize,
+    /// The threads holding the open [`Foreground`]s (one entry per open waiter).
+    owners: Mutex<Vec<ThreadId>>,
+    /// Requests in flight submitted by threads holding no [`Foreground`]: only the
+    /// reaper is sure to reap them, so it does not park while any is.
+    unowned: AtomicUsize,
     park: Mutex<()>,
     park_cv: Condvar,
     sink: OnceLock<Weak<dyn CompletionSink>>,
@@ -220,6 +231,8 @@ impl UringBackend {
             reaper_awake: AtomicBool::new(true),
             cq: Mutex::new(()),
             foreground: AtomicUsize::new(0),
+            owners: Mutex::new(Vec::new()),
+            unowned: AtomicUsize::new(0),
             park: Mutex::new(()),
             park_cv: Condvar::new(),
             sink: OnceLock::new(),
@@ -294,9 +307,15 @@ impl UringBackend {
 /// hand-off between threads, as a task that waits for its swap-in polls the device
 /// (`swap_readpage`'s `REQ_POLLED` / `bio_poll` loop) instead of sleeping until an
 /// interrupt's completion wakes it. While it is open every request is entered at once
-/// by the thread that submits it (fio's `iodepth_batch_submit=1`), and completions,
-/// other threads' too, wait for the next [`Foreground::wait`]; on drop the reaper takes
-/// over again.
+/// by the thread that submits it (fio's `iodepth_batch_submit=1`); on drop the reaper
+/// takes over again.
+///
+/// The holder's own requests complete in its [`Foreground::wait`] calls: it must wait
+/// for them. Other threads may use the ring at the same time: a thread holding no
+/// `Foreground` has its requests reaped by the reaper, which stays awake while any such
+/// request is in flight (so it never waits on a holder busy elsewhere); several holders
+/// each reap in their own waits, and any of them may complete another's request (the
+/// engine's completion is the same on every thread).
 pub struct Foreground<'a> {
     inner: &'a Inner,
     batch: Vec<(u64, i32)>,
@@ -340,6 +359,13 @@ impl Foreground<'_> {
 impl Drop for Foreground<'_> {
     fn drop(&mut self) {
         let inner = self.inner;
+        {
+            let mut owners = inner.owners.lock().unwrap_or_else(|e| e.into_inner());
+            let me = std::thread::current().id();
+            if let Some(i) = owners.iter().position(|t| *t == me) {
+                owners.swap_remove(i);
+            }
+        }
         if inner.foreground.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _g = inner.park.lock().unwrap_or_else(|e| e.into_inner());
             inner.park_cv.notify_all();
@@ -354,6 +380,7 @@ impl Drop for Foreground<'_> {
 impl UringBackend {
     /// Opens a [`Foreground`]: the calling thread reaps its completions itself.
     pub fn foreground(&self) -> Foreground<'_> {
+        self.inner.owners.lock().unwrap_or_else(|e| e.into_inner()).push(std::thread::current().id());
         self.inner.foreground.fetch_add(1, Ordering::AcqRel);
         Foreground { inner: &self.inner, batch: Vec::with_capacity(self.inner.limit + INTERNAL_RESERVE) }
     }
@@ -387,6 +414,11 @@ impl Inner {
         }
         let Some(slot) = self.slots.get(id.index()) else { return refuse(Errno::EINVAL) };
         let user_data = id.to_u64();
+        // A request of a thread holding no Foreground is the reaper's to reap.
+        let unowned = self.foreground.load(Ordering::Acquire) == 0 || {
+            let me = std::thread::current().id();
+            !self.owners.lock().unwrap_or_else(|e| e.into_inner()).contains(&me)
+        };
         let entry = {
             let mut op = slot.op.lock().unwrap_or_else(|e| e.into_inner());
             let contiguous = match op.full.gather(req, &self.arena) {
@@ -399,15 +431,27 @@ impl Inner {
             op.done = 0;
             op.retries = 0;
             op.contiguous = contiguous;
+            op.unowned = unowned;
             op.cur = op.full;
             self.entry(&op, user_data)
         };
         self.acquire_room();
+        if unowned {
+            // Counted before the SQE can complete; a parked reaper is woken to reap it.
+            self.unowned.fetch_add(1, Ordering::AcqRel);
+            if self.foreground.load(Ordering::Acquire) > 0 {
+                let _g = self.park.lock().unwrap_or_else(|e| e.into_inner());
+                self.park_cv.notify_all();
+            }
+        }
         // The slot is free: the engine reuses an index only after its completion.
         slot.user_data.store(user_data, Ordering::Release);
         if let Err(e) = self.push(&entry) {
             // Nothing reached the ring: undo and fail the request synchronously.
             slot.user_data.store(IDLE, Ordering::Release);
+            if unowned {
+                self.unowned.fetch_sub(1, Ordering::AcqRel);
+            }
             self.release_room();
             return refuse(Errno(e.raw_os_error().unwrap_or(libc::EIO)));
         }
@@ -543,11 +587,14 @@ impl Inner {
             if closing && self.in_flight.load(Ordering::Acquire) == 0 && self.internal.load(Ordering::Acquire) == 0 {
                 return;
             }
-            if self.foreground.load(Ordering::Acquire) > 0 && !closing {
+            let stand_aside =
+                || self.foreground.load(Ordering::Acquire) > 0 && self.unowned.load(Ordering::Acquire) == 0;
+            if stand_aside() && !closing {
                 // A foreground waiter reaps (and submits) on its own thread: stand aside,
-                // still counted awake so producers leave submission to that waiter.
+                // still counted awake so producers leave submission to that waiter. A
+                // request of a thread without a Foreground wakes the reaper (`submit`).
                 let g = self.park.lock().unwrap_or_else(|e| e.into_inner());
-                if self.foreground.load(Ordering::Acquire) > 0 {
+                if stand_aside() {
                     let _ = self.park_cv.wait_timeout(g, PARK_TICK);
                 }
                 continue;
@@ -626,6 +673,9 @@ impl Inner {
                 }
                 Ok(op.done)
             };
+            if op.unowned {
+                self.unowned.fetch_sub(1, Ordering::AcqRel);
+            }
             (op.len, op.dir, result)
         };
         let inject = match dir {
