@@ -1,7 +1,7 @@
 //! The extent reporter, the layout lease and the `check`/`mkswap` commands on real files
-//! (no root needed). The kernel comparison itself is in `kernel_diff.rs`.
+//! (no root needed). The kernel comparison itself is in `kernel_diff/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use swapdio::linux::check::{check, Verdict};
 use swapdio::linux::layout::{probe, FsKind, LayoutError};
 use swapdio::linux::lease::{LayoutChange, LayoutLease};
@@ -10,23 +10,8 @@ use swapdio::{Errno, IoMode, ModeRequest, PAGE_SIZE};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
-/// A scratch directory next to the build output (a disk filesystem, unlike a tmpfs /tmp),
-/// removed on drop.
-struct Scratch(PathBuf);
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let base = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        let p = base.join(format!("swapdio-layout-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("scratch dir");
-        Scratch(p)
-    }
-}
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod support;
+use support::Scratch;
 
 fn on_tmpfs(p: &Path) -> bool {
     matches!(probe(p), Err(LayoutError::NoExtentMap { fs: FsKind::Tmpfs, .. }))
@@ -34,7 +19,7 @@ fn on_tmpfs(p: &Path) -> bool {
 
 #[test]
 fn probe_maps_a_mkswap_file_completely_and_swapon_would_take_it_all() {
-    let s = Scratch::new("probe");
+    let s = Scratch::new("layout-probe");
     let p = s.0.join("swap");
     create_swap_file(&p, 256 * PAGE).unwrap();
     if on_tmpfs(&p) {
@@ -65,7 +50,7 @@ fn probe_maps_a_mkswap_file_completely_and_swapon_would_take_it_all() {
 
 #[test]
 fn lease_detects_truncate_and_replacement_but_not_a_reprobe() {
-    let s = Scratch::new("lease");
+    let s = Scratch::new("layout-lease");
     let p = s.0.join("swap");
     create_swap_file(&p, 64 * PAGE).unwrap();
     if on_tmpfs(&p) {
@@ -123,7 +108,7 @@ fn tmpfs_file_is_refused_it_has_no_read_folio() {
 
 #[test]
 fn directory_is_not_swappable_einval() {
-    let s = Scratch::new("dir");
+    let s = Scratch::new("layout-dir");
     let err = probe(&s.0).unwrap_err();
     assert!(matches!(err, LayoutError::NotSwappable { .. }), "{err}");
     assert_eq!(err.errno(), Errno::EINVAL);

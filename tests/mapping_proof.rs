@@ -5,16 +5,19 @@
 //!
 //! Needs root, `losetup` and `mkfs.ext4`: builds a small ext4 on a loop device, makes a
 //! deliberately fragmented swap file on it, and cleans everything up (umount, losetup
-//! -d, rm) even on failure. Skipped with a reason otherwise.
+//! -d, rm) even on failure. Skipped with a reason otherwise (a failure under
+//! `SWAPDIO_REQUIRE_ROOT=1`, as in CI).
 #![cfg(all(feature = "linux", target_os = "linux"))]
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{root_skip, LoopFs};
 use swapdio::linux::direct::{open_direct, Arena, Target};
 use swapdio::linux::layout::{probe, read_header};
 use swapdio::linux::lease::LayoutLease;
@@ -24,71 +27,6 @@ use swapdio::testkit::MemPages;
 use swapdio::*;
 
 const PAGE: usize = PAGE_SIZE;
-
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    #[allow(unsafe_code)]
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        return Some("not root".into());
-    }
-    for tool in ["losetup", "mkfs.ext4", "mount", "umount"] {
-        let found =
-            Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
-}
-
-fn sh(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// An ext4 filesystem on a loop device, torn down on drop.
-struct LoopFs {
-    image: PathBuf,
-    dev: Option<String>,
-    mnt: PathBuf,
-    mounted: bool,
-}
-
-impl LoopFs {
-    fn new(name: &str, size_mib: u64) -> Result<LoopFs, String> {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-        let mut fs =
-            LoopFs { image: base.with_extension("img"), dev: None, mnt: base.with_extension("mnt"), mounted: false };
-        std::fs::create_dir_all(&fs.mnt).map_err(|e| e.to_string())?;
-        let f = std::fs::File::create(&fs.image).map_err(|e| e.to_string())?;
-        f.set_len(size_mib << 20).map_err(|e| e.to_string())?;
-        drop(f);
-        let image = fs.image.display().to_string();
-        fs.dev = Some(sh("losetup", &["-f", "--show", &image])?);
-        let dev = fs.dev.clone().unwrap_or_default();
-        sh("mkfs.ext4", &["-q", "-F", "-b", "4096", "-E", "nodiscard", &dev])?;
-        sh("mount", &[&dev, &fs.mnt.display().to_string()])?;
-        fs.mounted = true;
-        Ok(fs)
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = sh("umount", &[&self.mnt.display().to_string()]);
-        }
-        if let Some(dev) = &self.dev {
-            let _ = sh("losetup", &["-d", dev]);
-        }
-        let _ = std::fs::remove_dir(&self.mnt);
-        let _ = std::fs::remove_file(&self.image);
-    }
-}
 
 /// A swap file of `pages` pages written in 64 KiB pieces alternating with a filler
 /// file (each piece synced), so its extents are many and not contiguous.
@@ -150,18 +88,12 @@ fn check_through_file(path: &Path, extents: &[ExtentReport], map: &SwapMap<Vec<M
 
 #[test]
 fn device_mode_pages_read_back_identically_through_the_file() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIP mapping proof: {why}");
+    if let Some(why) = root_skip("SWAPDIO_REQUIRE_ROOT", &["losetup", "mkfs.ext4", "mount", "umount"]) {
+        println!("SKIP mapping proof: {why}");
         return;
     }
-    let fs = match LoopFs::new("mapping-proof", 64) {
-        Ok(fs) => fs,
-        Err(e) => {
-            eprintln!("SKIP mapping proof: cannot set up a loop ext4: {e}");
-            return;
-        }
-    };
-    let path = fragmented_swap_file(&fs.mnt, 1024);
+    let fs = LoopFs::ext4("mapping-proof", 64).expect("a loop ext4");
+    let path = fragmented_swap_file(fs.root(), 1024);
     let layout = probe(&path).unwrap();
     assert!(layout.extents.len() > 4, "the file should be fragmented: {:?}", layout.extents.len());
     let header = read_header(&path).unwrap();

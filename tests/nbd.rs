@@ -6,9 +6,11 @@
 #![cfg(all(feature = "linux", target_os = "linux"))]
 
 mod nbd_common;
+mod support;
 
 use nbd_common::*;
 use std::time::Duration;
+use support::Scratch;
 use swapdio::linux::nbd::{self, proto, NbdConfig};
 use swapdio::*;
 
@@ -57,7 +59,7 @@ fn export_is_activated_like_a_block_device_after_mkswap() {
     if !have("nbdkit") {
         return;
     }
-    let dir = Scratch::new("activate");
+    let dir = Scratch::new("nbd-activate");
     let server = Server::nbdkit_memory(&dir.0, 8 << 20);
     let before = nbd::check(&server.uri, ModeRequest::Auto);
     assert!(!before.kernel.is_usable(), "no header yet: swapon refuses");
@@ -75,7 +77,7 @@ fn nbdkit_memory_over_unix_socket_round_trips_pages_on_several_connections() {
     if !have("nbdkit") {
         return;
     }
-    let dir = Scratch::new("nbdkit");
+    let dir = Scratch::new("nbd-nbdkit");
     let server = Server::nbdkit_memory(&dir.0, 16 << 20);
     let rig = rig(&server.uri, |c| c);
     assert!(rig.backend.export().can_multi_conn(), "nbdkit's memory plugin allows multi-conn");
@@ -91,7 +93,7 @@ fn qemu_nbd_over_a_file_puts_slot_n_at_byte_n_pages() {
     if !have("qemu-nbd") {
         return;
     }
-    let dir = Scratch::new("qemu");
+    let dir = Scratch::new("nbd-qemu");
     let server = Server::qemu_nbd_tcp(&dir.0, 8 << 20);
     let rig = rig(&server.uri, |c| c);
     roundtrip(&rig, 100, 5);
@@ -106,7 +108,7 @@ fn sync_writes_carry_fua_and_flush_reaches_the_server() {
     if !have("nbdkit") {
         return;
     }
-    let dir = Scratch::new("fua");
+    let dir = Scratch::new("nbd-fua");
     let server = Server::nbdkit_memory(&dir.0, 8 << 20);
     let rig = rig(&server.uri, |c| c);
     assert!(rig.backend.export().can_fua() && rig.backend.export().can_flush());
@@ -126,7 +128,7 @@ fn server_killed_mid_run_fails_in_flight_requests_and_loses_nothing_after_restar
     if !have("qemu-nbd") {
         return;
     }
-    let dir = Scratch::new("restart");
+    let dir = Scratch::new("nbd-restart");
     let mut server = Server::qemu_nbd_tcp(&dir.0, 8 << 20);
     let rig = rig(&server.uri, |c| NbdConfig { reconnect_wait: Duration::from_millis(300), ..c });
     for first in (1..=96).step_by(32) {
@@ -184,7 +186,7 @@ fn server_killed_mid_run_fails_in_flight_requests_and_loses_nothing_after_restar
 
 #[test]
 fn unknown_cookie_drops_the_connection_fails_in_flight_with_eproto_and_reconnects() {
-    let dir = Scratch::new("cookie");
+    let dir = Scratch::new("nbd-cookie");
     let fake = FakeServer::start(&dir.0, 1 << 20, &[Behavior::Good, Behavior::Good, Behavior::UnknownCookie]);
     let rig = rig(&fake.uri, |c| c);
     write_run(&rig, 1, 8, 4);
@@ -210,7 +212,7 @@ fn unknown_cookie_drops_the_connection_fails_in_flight_with_eproto_and_reconnect
 
 #[test]
 fn short_reply_fails_the_read_with_econnreset_and_the_retry_succeeds() {
-    let dir = Scratch::new("short");
+    let dir = Scratch::new("nbd-short");
     let fake = FakeServer::start(&dir.0, 1 << 20, &[Behavior::Good, Behavior::Good, Behavior::ShortReply]);
     let rig = rig(&fake.uri, |c| c);
     write_run(&rig, 1, 4, 9);
@@ -229,7 +231,7 @@ fn short_reply_fails_the_read_with_econnreset_and_the_retry_succeeds() {
 
 #[test]
 fn error_reply_fails_the_write_with_the_servers_errno_and_redirties_it() {
-    let dir = Scratch::new("error");
+    let dir = Scratch::new("nbd-error");
     // mkswap and activation connections behave; the driver's connection refuses writes.
     let fake = FakeServer::start(&dir.0, 1 << 20, &[Behavior::Good, Behavior::Good, Behavior::ErrorReply]);
     let rig = rig(&fake.uri, |c| c);
@@ -245,7 +247,7 @@ fn error_reply_fails_the_write_with_the_servers_errno_and_redirties_it() {
 
 #[test]
 fn structured_replies_assemble_reads_from_chunks_in_any_order() {
-    let dir = Scratch::new("structured");
+    let dir = Scratch::new("nbd-structured");
     let b = Behavior::Structured;
     let fake = FakeServer::start(&dir.0, 1 << 20, &[b, b, b, b]);
     let rig = rig(&fake.uri, |c| c);
@@ -255,7 +257,7 @@ fn structured_replies_assemble_reads_from_chunks_in_any_order() {
 
 #[test]
 fn requests_over_the_servers_maximum_payload_complete_short_and_only_the_tail_folios_fail() {
-    let dir = Scratch::new("maxblock");
+    let dir = Scratch::new("nbd-maxblock");
     let fake = FakeServer::start(&dir.0, 1 << 20, &[Behavior::Good, Behavior::Good, Behavior::SmallMaxBlock]);
     let rig = rig(&fake.uri, |c| c);
     assert_eq!(rig.backend.export().max_payload(), 8192);

@@ -12,8 +12,11 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use swapdio::linux::check::{flag_names, mode_name, mode_request_name, CheckReport, Verdict};
+use swapdio::linux::check::{
+    flag_names, mode_name, mode_request_name, ActivationPath, CheckReport, TargetKind, Verdict,
+};
 use swapdio::linux::layout::{dev_major_minor, FsKind};
+use swapdio::linux::nbd::Export;
 use swapdio::ModeRequest;
 
 /// Extents listed in text output unless `--all-extents`.
@@ -72,39 +75,87 @@ pub(crate) fn verdict_text(v: &Verdict) -> String {
     }
 }
 
+/// The export line of `check` on an NBD URI: what the handshake said.
+fn export_text(e: Option<&Export>) -> String {
+    let Some(e) = e else { return "NBD export: no connection (see the verdicts below)".to_string() };
+    let flags: Vec<&str> = [
+        (e.read_only(), "read-only"),
+        (e.can_flush(), "flush"),
+        (e.can_fua(), "fua"),
+        (e.can_multi_conn(), "multi-conn"),
+        (e.structured, "structured-replies"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect();
+    let (min, pref, max) = e.block_size;
+    format!(
+        "NBD export, size {} bytes, block size minimum {min} preferred {pref} maximum {max}, flags [{}]",
+        e.size,
+        flags.join(", ")
+    )
+}
+
 fn render_text(rep: &CheckReport, all_extents: bool) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "{}", rep.path.display());
+    let kind = rep.target_kind();
+    if let Some(n) = &rep.nbd {
+        let _ = writeln!(o, "  {}", export_text(n.export.as_ref()));
+    }
     if let Some(l) = &rep.layout {
         let (ma, mi) = dev_major_minor(l.device);
-        let _ = writeln!(
-            o,
-            "  {} (block size {}), device {ma}:{mi}{}, size {} bytes, allocated {} bytes, attributes [{}]",
-            l.fs,
-            l.block_size,
-            l.device_path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default(),
-            l.file_size,
-            l.allocated_bytes,
-            l.attrs.iter_names().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
-        );
-        if !l.extent_map {
-            let _ = writeln!(o, "  no FIEMAP extent map: layout is opaque (file mode only)");
-        } else {
-            let span = l.physical_span().map(|(a, b)| format!(", physical bytes {a}..{b}")).unwrap_or_default();
-            let _ = writeln!(o, "  {} FIEMAP extent(s){span}", l.extents.len());
-            let shown = if all_extents { l.extents.len() } else { EXTENTS_SHOWN.min(l.extents.len()) };
-            for (i, e) in l.extents.iter().take(shown).enumerate() {
+        match kind {
+            Some(TargetKind::NbdExport) => {}
+            Some(TargetKind::BlockDevice) => {
                 let _ = writeln!(
                     o,
-                    "    #{i:<4} logical {:>12}  physical {:>14}  length {:>12}  {}",
-                    e.logical,
-                    e.physical,
-                    e.length,
-                    flag_names(e.flags).join("|")
+                    "  block device {ma}:{mi}, size {} bytes, logical block size {}",
+                    l.file_size, l.block_size
                 );
             }
-            if shown < l.extents.len() {
-                let _ = writeln!(o, "    ... {} more (--all-extents)", l.extents.len() - shown);
+            _ => {
+                let _ = writeln!(
+                    o,
+                    "  {} (block size {}), device {ma}:{mi}{}, size {} bytes, allocated {} bytes, attributes [{}]",
+                    l.fs,
+                    l.block_size,
+                    l.device_path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default(),
+                    l.file_size,
+                    l.allocated_bytes,
+                    l.attrs.iter_names().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        let span = l.physical_span().map(|(a, b)| format!(", bytes {a}..{b}")).unwrap_or_default();
+        match rep.extent_source() {
+            Some("whole-device") => {
+                let _ = writeln!(o, "  swapped on whole: one extent{span}");
+            }
+            Some("whole-export") => {
+                let _ = writeln!(o, "  swapped on whole: one extent{span} of the export");
+            }
+            Some("none") => {
+                let _ = writeln!(o, "  no FIEMAP extent map: layout is opaque (file mode only)");
+            }
+            _ => {
+                let span = l.physical_span().map(|(a, b)| format!(", physical bytes {a}..{b}")).unwrap_or_default();
+                let _ = writeln!(o, "  {} FIEMAP extent(s){span}", l.extents.len());
+                let shown = if all_extents { l.extents.len() } else { EXTENTS_SHOWN.min(l.extents.len()) };
+                for (i, e) in l.extents.iter().take(shown).enumerate() {
+                    let _ = writeln!(
+                        o,
+                        "    #{i:<4} logical {:>12}  physical {:>14}  length {:>12}  {}",
+                        e.logical,
+                        e.physical,
+                        e.length,
+                        flag_names(e.flags).join("|")
+                    );
+                }
+                if shown < l.extents.len() {
+                    let _ = writeln!(o, "    ... {} more (--all-extents)", l.extents.len() - shown);
+                }
             }
         }
     }
@@ -122,7 +173,12 @@ fn render_text(rep: &CheckReport, all_extents: bool) -> String {
     for w in &rep.warnings {
         let _ = writeln!(o, "  warning: {w}");
     }
-    let _ = writeln!(o, "  activation path: {}", rep.path_kind.name());
+    let as_attached = if kind == Some(TargetKind::NbdExport) && rep.path_kind != ActivationPath::None {
+        " (the kernel's, for the export attached as a block device, /dev/nbdN)"
+    } else {
+        ""
+    };
+    let _ = writeln!(o, "  activation path: {}{as_attached}", rep.path_kind.name());
     let _ = writeln!(o, "  swapon prediction: {}", verdict_text(&rep.kernel));
     if let Verdict::Usable(r) = &rep.kernel {
         let l = r.lost;

@@ -72,7 +72,7 @@ impl Lease {
 /// over the network (`PR_SET_IO_FLUSHER`, `mlockall`; a failure is reported, not fatal).
 pub fn activate_nbd(uri: &NbdUri, mode: ModeArg, quiet: bool) -> Result<Activated, String> {
     if mode == ModeArg::File {
-        return Err(format!("{uri}: an NBD export is a block device: device mode only (drop --mode file)"));
+        return Err(format!("{uri}: {}", nbd::FILE_MODE_REFUSED));
     }
     let act = nbd::activate(uri, ModeRequest::Device).map_err(|e| match e {
         nbd::ActivateError::Refused(r) => {

@@ -3,11 +3,11 @@
 //! that errno's name, and one verdict per question in its JSON.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 mod common;
-use common::{json_of, swapdio_within, Scratch};
+use common::{image, json_of, root_skip, swapdio, swapdio_within, text, LoopDev, Scratch};
 
 /// Runs `swapdio --json check PATH`, killed after 20 s (a hang is a failure, not a stuck CI).
 fn check_json(path: &std::path::Path) -> (Output, serde_json::Value, Duration) {
@@ -46,12 +46,7 @@ fn check_names_every_errno_and_says_which_verdict_the_exit_status_follows() {
     assert_eq!(v["swapon_prediction"]["errno_name"], "EISDIR");
     assert_eq!(v["exit_status_follows"], "swapon_prediction");
     assert!(v.get("kernel").is_none() && v.get("verdict").is_none(), "one verdict per question: {v}");
-    let out = Command::new(env!("CARGO_BIN_EXE_swapdio"))
-        .args(["--json", "check", "--mode", "file"])
-        .arg(&s.0)
-        .output()
-        .expect("run");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = json_of(&swapdio(&["--json", "check", "--mode", "file", s.0.to_str().unwrap()]));
     assert_eq!(v["exit_status_follows"], "swapdio");
 }
 
@@ -60,19 +55,15 @@ fn check_names_every_errno_and_says_which_verdict_the_exit_status_follows() {
 #[test]
 fn check_mode_device_says_whether_the_device_can_be_opened() {
     let s = Scratch::new("devmode");
-    let f = s.0.join("swap");
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_swapdio")).args(["mkswap", "--size", "1M"]).arg(&f).output().expect("mkswap");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(env!("CARGO_BIN_EXE_swapdio"))
-        .args(["--json", "check", "--mode", "device"])
-        .arg(&f)
-        .output()
-        .expect("run");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let f = s.path("swap");
+    let f = f.to_str().unwrap();
+    let out = swapdio(&["mkswap", "--size", "1M", f]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = swapdio(&["--json", "check", "--mode", "device", f]);
+    let v = json_of(&out);
     let dev = &v["swapdio"]["device"];
     if dev.is_null() {
-        println!("SKIP: no block device under {} ({})", f.display(), v["layout"]["fs"]);
+        println!("SKIP: no block device under {f} ({})", v["layout"]["fs"]);
         return;
     }
     if dev["openable"] == true {
@@ -83,4 +74,43 @@ fn check_mode_device_says_whether_the_device_can_be_opened() {
         assert_eq!(v["swapdio"]["verdict"]["errno"], dev["errno"]);
         assert!(dev["errno_name"].is_string(), "{v}");
     }
+}
+
+/// `check` on a swap file names its filesystem, device and FIEMAP extents; on a block
+/// device, the device, swapped on whole as one extent, with no FIEMAP (swapon maps a
+/// block device whole); JSON's `target` and `layout.extent_source` say which.
+#[test]
+fn check_describes_a_file_by_its_extents_and_a_block_device_as_one_whole_extent() {
+    let s = Scratch::new("check-kinds");
+    let f = s.path("swap");
+    let f = f.to_str().unwrap();
+    assert!(swapdio(&["mkswap", "-q", "--size", "1M", f]).status.success());
+    let v = json_of(&swapdio(&["--json", "check", f]));
+    assert_eq!(v["target"], "file", "{v:#}");
+    if v["layout"]["fs"] != "tmpfs" {
+        assert_eq!(v["layout"]["extent_source"], "fiemap", "{v:#}");
+        assert!(v["layout"]["device"].is_u64() && v["layout"]["allocated_bytes"].is_u64(), "{v:#}");
+        let t = text(&swapdio(&["check", f]).stdout);
+        assert!(t.contains("FIEMAP extent(s)") && t.contains("allocated"), "{t}");
+        assert!(!t.contains("NBD") && !t.contains("swapped on whole"), "{t}");
+    }
+
+    if let Some(r) = root_skip("SWAPDIO_REQUIRE_ROOT", &["losetup"]) {
+        println!("SKIP (block device part): {r}");
+        return;
+    }
+    image(&s.path("image"), 4 << 20).unwrap();
+    let dev = LoopDev::attach(&s.path("image")).unwrap();
+    let out = swapdio(&["mkswap", "-q", "--force", "--size", "4M", &dev.0]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&swapdio(&["check", &dev.0]).stdout);
+    assert!(t.contains("block device ") && t.contains("swapped on whole: one extent, bytes 0..4194304"), "{t}");
+    for wrong in ["FIEMAP", "allocated", "NBD"] {
+        assert!(!t.contains(wrong), "{wrong:?} in check of a block device:\n{t}");
+    }
+    let v = json_of(&swapdio(&["--json", "check", &dev.0]));
+    assert_eq!(v["target"], "block-device", "{v:#}");
+    assert_eq!(v["layout"]["extent_source"], "whole-device", "{v:#}");
+    assert_eq!(v["layout"]["device_path"], dev.0.as_str(), "{v:#}");
+    assert!(v["nbd"].is_null(), "{v:#}");
 }

@@ -1,15 +1,9 @@
 //! The `swapdio` binary end to end: exit statuses and JSON output on real files (no root needed).
 
-use std::path::Path;
 use std::process::Command;
-use swapdio::linux::layout::{probe, FsKind, LayoutError};
 
 mod common;
-use common::Scratch;
-
-fn on_tmpfs(p: &Path) -> bool {
-    matches!(probe(p), Err(LayoutError::NoExtentMap { fs: FsKind::Tmpfs, .. }))
-}
+use common::{on_tmpfs, Scratch};
 
 #[test]
 fn cli_check_exit_status_is_zero_only_when_usable() {

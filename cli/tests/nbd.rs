@@ -4,22 +4,16 @@
 //! faults, and stress across a server kill and restart. Skips with the reason when a
 //! server is missing (`SWAPDIO_REQUIRE_NBD=1` makes that a failure).
 
+mod common;
+use common::support;
 #[path = "../../tests/nbd_common/mod.rs"]
 mod nbd_common;
 
-use nbd_common::{have, Scratch, Server};
-use std::process::{Command, Output};
+use common::{json_of as json, swapdio, text, Scratch, BIN};
+use nbd_common::{have, Server};
+use serde_json::json;
+use std::process::Command;
 use std::time::Duration;
-
-fn swapdio(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_swapdio")).args(args).output().unwrap()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr)))
-}
 
 /// A finished stress report that lost nothing.
 fn assert_clean(r: &serde_json::Value) {
@@ -36,13 +30,13 @@ fn check_and_mkswap_take_nbd_uris() {
     if !have("nbdkit") {
         return;
     }
-    let dir = Scratch::new("cli-check");
+    let dir = Scratch::new("nbd-cli-check");
     let server = Server::nbdkit_memory(&dir.0, 16 << 20);
     let uri = server.uri.to_string();
     let out = swapdio(&["check", &uri]);
     assert_eq!(out.status.code(), Some(1), "no header yet");
     let out = swapdio(&["mkswap", &uri]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let r = json(&swapdio(&["--json", "check", &uri]));
     assert_eq!(r["usable"], true, "{r:#}");
     assert_eq!(r["swapon_prediction"]["usable_kib"], (16 << 10) - 4, "{r:#}");
@@ -50,12 +44,91 @@ fn check_and_mkswap_take_nbd_uris() {
     assert_eq!(out.status.code(), Some(2), "a URI without socket= is an error, not a file name");
 }
 
+/// What `check` says of a local file or device and cannot be true of a remote export.
+const NOT_OF_AN_EXPORT: [&str; 5] = ["FIEMAP", "device 0:0", "allocated", "attributes [", "block-device (block size"];
+
+/// `check` on an export describes the export (its handshake: size, block sizes,
+/// flags), not a local file: no FIEMAP, no device number, no allocation; its JSON names
+/// the target "nbd-export" and no local device; `--mode file`, which swapdio's NBD
+/// driver cannot do, is refused as `stress --mode file` refuses it.
+#[test]
+fn check_on_an_export_describes_the_export_not_a_local_file() {
+    if !have("nbdkit") {
+        return;
+    }
+    let dir = Scratch::new("nbd-cli-truth");
+    let server = Server::nbdkit_memory(&dir.0, 16 << 20);
+    let uri = server.uri.to_string();
+    assert!(swapdio(&["mkswap", "-q", &uri]).status.success());
+    let out = swapdio(&["check", &uri]);
+    let t = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for wrong in NOT_OF_AN_EXPORT {
+        assert!(!t.contains(wrong), "{wrong:?} in check of an export:\n{t}");
+    }
+    assert!(t.contains("NBD export, size 16777216 bytes"), "{t}");
+    assert!(t.contains("swapped on whole: one extent, bytes 0..16777216 of the export"), "{t}");
+    assert!(t.contains("attached as a block device"), "{t}");
+
+    let v = json(&swapdio(&["--json", "check", &uri]));
+    assert_eq!(v["target"], "nbd-export", "{v:#}");
+    assert_eq!(v["nbd"]["connected"], true, "{v:#}");
+    assert_eq!(v["nbd"]["size"], 16 << 20, "{v:#}");
+    assert_eq!(v["nbd"]["read_only"], false, "{v:#}");
+    assert!(v["nbd"]["block_size"]["maximum"].as_u64().unwrap() >= 4096, "{v:#}");
+    let l = &v["layout"];
+    assert_eq!((&l["device"], &l["device_path"], &l["allocated_bytes"]), (&json!(null), &json!(null), &json!(null)));
+    assert_eq!(l["extent_source"], "whole-export", "{v:#}");
+    assert_eq!(l["fs"], "nbd-export", "{v:#}");
+    assert_eq!(v["swapdio"]["verdict"]["mode"], "device", "{v:#}");
+
+    let out = swapdio(&["--json", "check", "--mode", "file", &uri]);
+    assert_eq!(out.status.code(), Some(1), "file mode on an export is refused");
+    let v = json(&out);
+    assert_eq!(v["swapdio"]["verdict"]["errno_name"], "EINVAL", "{v:#}");
+    assert!(v["swapdio"]["verdict"]["reason"].as_str().unwrap().contains("device mode only"), "{v:#}");
+    let stress = swapdio(&["stress", "--mode", "file", "--duration", "100ms", "--file", &uri]);
+    assert_ne!(stress.status.code(), Some(0), "check and stress agree: {}", text(&stress.stderr));
+    assert!(text(&stress.stderr).contains("device mode only"), "{}", text(&stress.stderr));
+}
+
+/// An export that cannot hold swap or cannot be reached is still named as an export:
+/// a read-only one with what its handshake said (`EROFS`), an unreachable one as not
+/// connected, with the socket's errno named and no Rust "(os error N)" form.
+#[test]
+fn check_on_a_read_only_or_unreachable_export_says_so() {
+    if !have("nbdkit") {
+        return;
+    }
+    let dir = Scratch::new("nbd-cli-ro");
+    let server = Server::nbdkit_memory_with(&dir.0, 16 << 20, &["-r"]);
+    let uri = server.uri.to_string();
+    let out = swapdio(&["--json", "check", &uri]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["target"], "nbd-export", "{v:#}");
+    assert_eq!(v["nbd"]["read_only"], true, "{v:#}");
+    assert_eq!(v["swapon_prediction"]["errno_name"], "EROFS", "{v:#}");
+    let t = text(&swapdio(&["check", &uri]).stdout);
+    assert!(t.contains("NBD export, size 16777216 bytes") && t.contains("read-only"), "{t}");
+
+    let gone = format!("nbd+unix:///?socket={}", dir.0.join("no-server.sock").display());
+    let out = swapdio(&["--json", "check", &gone]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["target"], "nbd-export", "{v:#}");
+    assert_eq!(v["nbd"]["connected"], false, "{v:#}");
+    assert_eq!(v["swapon_prediction"]["errno_name"], "ENOENT", "{v:#}");
+    let t = text(&swapdio(&["check", &gone]).stdout);
+    assert!(t.contains("NBD export: no connection") && !t.contains("(os error"), "{t}");
+}
+
 #[test]
 fn stress_on_nbdkit_memory_has_no_mismatch_with_and_without_faults() {
     if !have("nbdkit") {
         return;
     }
-    let dir = Scratch::new("cli-nbdkit");
+    let dir = Scratch::new("nbd-cli-nbdkit");
     let server = Server::nbdkit_memory(&dir.0, 64 << 20);
     let uri = server.uri.to_string();
     assert!(swapdio(&["mkswap", &uri]).status.success());
@@ -85,7 +158,7 @@ fn stress_on_qemu_nbd_is_clean_and_survives_a_server_kill_and_restart_with_fault
     if !have("qemu-nbd") {
         return;
     }
-    let dir = Scratch::new("cli-restart");
+    let dir = Scratch::new("nbd-cli-restart");
     let mut server = Server::qemu_nbd_tcp(&dir.0, 64 << 20);
     let uri = server.uri.to_string();
     assert!(swapdio(&["mkswap", &uri]).status.success());
@@ -93,7 +166,7 @@ fn stress_on_qemu_nbd_is_clean_and_survives_a_server_kill_and_restart_with_fault
     let r = json(&swapdio(&["--json", "stress", "--file", &uri, "--duration", "2s", "--seed", "4"]));
     assert_clean(&r);
     assert_eq!(r["errors"], 0, "{r:#}");
-    let child = Command::new(env!("CARGO_BIN_EXE_swapdio"))
+    let child = Command::new(BIN)
         .args(["--json", "stress", "--file", &uri, "--duration", "6s", "--seed", "3", "--inject-faults", "0.01"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -15,7 +15,7 @@
 //! The result is a prediction of `swapon(2)` (verdict, errno, message, usable KiB,
 //! extents, span), next to what swapdio's own drivers could do with the file in the
 //! requested mode. This is the library path `swapdio check` uses and the differential
-//! tests (`tests/kernel_diff.rs`) compare with the kernel.
+//! tests (`tests/kernel_diff/`) compare with the kernel.
 //!
 //! Also holds thin wrappers for the real `swapon(2)`/`swapoff(2)`, used to compare.
 
@@ -27,6 +27,7 @@ use crate::activate::{activate_owned, ActivationError, ActivationReport, ExtentF
 use crate::caps::{BackendCaps, IoMode, ModeRequest};
 use crate::errno::Errno;
 use crate::header::{HeaderLimits, SwapHeader, SwapTarget};
+#[cfg(feature = "serde")]
 use crate::PAGE_SIZE;
 #[cfg(feature = "serde")]
 use serde_json::{json, Value};
@@ -216,13 +217,47 @@ pub struct DeviceAccess {
     pub open: Result<(), Errno>,
 }
 
+/// What kind of swap area was checked, as `swapdio check` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A regular file on a filesystem: its extents come from FIEMAP (or FIBMAP).
+    File,
+    /// A local block device, swapped on whole (`claim_swapfile` with a bdev).
+    BlockDevice,
+    /// An NBD export: a remote block device, swapped on whole; no local device node,
+    /// no filesystem, no FIEMAP.
+    NbdExport,
+}
+
+impl TargetKind {
+    /// Its name in text and JSON ("file", "block-device", "nbd-export").
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::File => "file",
+            TargetKind::BlockDevice => "block-device",
+            TargetKind::NbdExport => "nbd-export",
+        }
+    }
+}
+
+/// What `swapdio check` learnt of an NBD export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NbdTarget {
+    /// The export as its handshake (`NBD_OPT_GO`) described it; `None` when the
+    /// connection or the handshake failed.
+    pub export: Option<super::nbd::Export>,
+}
+
 /// Everything `swapdio check` reports.
 #[derive(Clone, Debug)]
 pub struct CheckReport {
-    /// The file checked.
+    /// The file checked (for an NBD export: its URI).
     pub path: PathBuf,
-    /// File or block device, once `stat` worked.
+    /// File or block device, once `stat` worked (an NBD export counts as a block device
+    /// for the activation rules; [`CheckReport::target_kind`] tells it apart).
     pub target: Option<Target>,
+    /// Set when the target is an NBD export rather than a path.
+    pub nbd: Option<NbdTarget>,
     /// The kernel's activation path for it.
     pub path_kind: ActivationPath,
     /// Its layout (FIEMAP), when it could be read.
@@ -251,6 +286,7 @@ impl CheckReport {
         CheckReport {
             path: path.to_path_buf(),
             target: None,
+            nbd: None,
             path_kind: ActivationPath::None,
             layout: None,
             header: None,
@@ -261,6 +297,31 @@ impl CheckReport {
             device_access: None,
             warnings: Vec::new(),
         }
+    }
+
+    /// What was checked: a file, a local block device or an NBD export (`None` when
+    /// not even that could be found out: a missing path).
+    pub fn target_kind(&self) -> Option<TargetKind> {
+        if self.nbd.is_some() {
+            return Some(TargetKind::NbdExport);
+        }
+        self.target.map(|t| match t {
+            Target::File => TargetKind::File,
+            Target::BlockDevice => TargetKind::BlockDevice,
+        })
+    }
+
+    /// Where the layout's extents come from: "fiemap" (a file's extent map), "none" (a
+    /// file without one: opaque, file mode only), "whole-device" or "whole-export" (a
+    /// block device or an export is one extent `[0, size)`; nothing is asked of FIEMAP).
+    pub fn extent_source(&self) -> Option<&'static str> {
+        let l = self.layout.as_ref()?;
+        Some(match self.target_kind() {
+            Some(TargetKind::NbdExport) => "whole-export",
+            Some(TargetKind::BlockDevice) => "whole-device",
+            _ if l.extent_map => "fiemap",
+            _ => "none",
+        })
     }
 
     /// The verdict the command's exit status follows: the swapon prediction for
@@ -283,19 +344,29 @@ impl CheckReport {
     /// JSON form of the whole report: `swapon_prediction` (what `swapon(2)` would do),
     /// `swapdio` (what swapdio's drivers could do in the requested mode, with the device
     /// access), and `exit_status_follows` naming which of the two `usable` and the exit
-    /// status are about.
+    /// status are about. `target` is "file", "block-device" or "nbd-export"; for an
+    /// export `nbd` describes it and the layout names no local device (`device`,
+    /// `device_path` and `allocated_bytes` are null); `layout.extent_source` says
+    /// where the extents come from ([`CheckReport::extent_source`]).
     #[cfg(feature = "serde")]
     pub fn to_json(&self) -> Value {
+        let kind = self.target_kind();
+        let local = kind != Some(TargetKind::NbdExport);
         let layout = self.layout.as_ref().map(|l| {
             json!({
-                "fs": l.fs.name(),
+                // A file's filesystem; for a block device or an export, what it is.
+                "fs": match kind {
+                    Some(TargetKind::File) | None => l.fs.name(),
+                    Some(k) => k.name().to_string(),
+                },
                 "file_size": l.file_size,
-                "allocated_bytes": l.allocated_bytes,
+                "allocated_bytes": local.then_some(l.allocated_bytes),
                 "block_size": l.block_size,
-                "device": l.device,
-                "device_path": l.device_path.as_ref().map(|p| p.display().to_string()),
+                "device": local.then_some(l.device),
+                "device_path": l.device_path.as_ref().filter(|_| local).map(|p| p.display().to_string()),
                 "attrs": l.attrs.iter_names().map(|(n, _)| n).collect::<Vec<_>>(),
                 "extent_map": l.extent_map,
+                "extent_source": self.extent_source(),
                 "physical_span": l.physical_span().map(|(lo, hi)| json!({"start": lo, "end": hi})),
                 "extents": l.extents.iter().map(|e| json!({
                     "logical": e.logical,
@@ -304,6 +375,26 @@ impl CheckReport {
                     "flags": flag_names(e.flags),
                 })).collect::<Vec<_>>(),
             })
+        });
+        let nbd = self.nbd.map(|n| {
+            n.export
+                .map(|e| {
+                    json!({
+                        "connected": true,
+                        "size": e.size,
+                        "read_only": e.read_only(),
+                        "can_flush": e.can_flush(),
+                        "can_fua": e.can_fua(),
+                        "can_multi_conn": e.can_multi_conn(),
+                        "structured_replies": e.structured,
+                        "block_size": {
+                            "minimum": e.block_size.0,
+                            "preferred": e.block_size.1,
+                            "maximum": e.block_size.2,
+                        },
+                    })
+                })
+                .unwrap_or_else(|| json!({"connected": false}))
         });
         let device = self.device_access.as_ref().map(|d| {
             json!({
@@ -315,7 +406,7 @@ impl CheckReport {
         });
         json!({
             "path": self.path.display().to_string(),
-            "target": self.target.map(|t| match t { Target::File => "file", Target::BlockDevice => "block-device" }),
+            "target": kind.map(TargetKind::name),
             "activation_path": self.path_kind.name(),
             "exit_status_follows": self.primary_name(),
             "usable": self.primary().is_usable(),
@@ -333,6 +424,7 @@ impl CheckReport {
                 "byte_swapped": h.byte_swapped,
             })),
             "layout": layout,
+            "nbd": nbd,
             "warnings": self.warnings,
         })
     }

@@ -1,5 +1,6 @@
 //! Shared by the NBD tests: real servers (nbdkit, qemu-nbd) started and stopped by the
 //! tests, an in-process fake server that misbehaves on request, and an engine rig.
+//! Needs `support` (tests/support) at the including crate's root.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -18,40 +19,21 @@ use swapdio::*;
 
 pub const PAGE: usize = PAGE_SIZE;
 
+// The includer provides `support` (tests/support) at its crate root.
+use crate::support;
+
 /// Whether `tool` is on PATH. When it is not: a skip with the reason, or a failure when
 /// `SWAPDIO_REQUIRE_NBD=1` (CI).
 pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = support::have(tool);
     if !found {
         assert!(
             std::env::var("SWAPDIO_REQUIRE_NBD").as_deref() != Ok("1"),
             "{tool} is missing and SWAPDIO_REQUIRE_NBD=1 (install nbdkit and qemu-utils)"
         );
-        eprintln!("SKIP: {tool} is not installed (apt-get install nbdkit qemu-utils)");
+        println!("SKIP: {tool} is not installed (apt-get install nbdkit qemu-utils)");
     }
     found
-}
-
-/// A scratch directory removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Scratch {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nbd-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A server process, killed (and reaped) when dropped: also when a test fails.
@@ -98,11 +80,17 @@ impl Server {
 
     /// nbdkit's memory plugin (`size` bytes, multi-conn) on a Unix socket in `dir`.
     pub fn nbdkit_memory(dir: &Path, size: u64) -> Server {
+        Server::nbdkit_memory_with(dir, size, &[])
+    }
+
+    /// The same with more nbdkit options (`-r`: a read-only export).
+    pub fn nbdkit_memory_with(dir: &Path, size: u64, options: &[&str]) -> Server {
         let sock = dir.join("nbdkit.sock");
-        let argv: Vec<String> = ["nbdkit", "--foreground", "--exit-with-parent", "-U"]
+        let argv: Vec<String> = ["nbdkit", "--foreground", "--exit-with-parent"]
             .iter()
+            .chain(options)
             .map(|s| s.to_string())
-            .chain([sock.display().to_string(), "memory".into(), format!("size={size}")])
+            .chain(["-U".into(), sock.display().to_string(), "memory".into(), format!("size={size}")])
             .collect();
         let uri = NbdUri::parse(&format!("nbd+unix:///?socket={}", sock.display())).unwrap();
         Server::spawn(&argv, uri)

@@ -1,28 +1,20 @@
-//! What the `swapdio` binary tests share: a scratch directory on a disk filesystem and
-//! running the binary.
+//! What the `swapdio` binary tests share: running the binary and reading its output,
+//! and the host helpers every test shares (`tests/support`: scratch directories, tools,
+//! root, loop devices, mounts).
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use swapdio::linux::layout::{probe, FsKind, LayoutError};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_swapdio");
 
-/// A scratch directory next to the build output (a disk filesystem, unlike a tmpfs /tmp),
-/// removed on drop.
-pub struct Scratch(pub PathBuf);
+#[path = "../../../tests/support/mod.rs"]
+pub mod support;
+pub use support::*;
 
 impl Scratch {
-    pub fn new(tag: &str) -> Scratch {
-        let base = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        let p = base.join(format!("swapdio-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("scratch dir");
-        Scratch(p)
-    }
-
     /// Whether swap files here have an extent map (not tmpfs): `stress` needs one.
     pub fn usable_for_swap(&self) -> bool {
         let probe_file = self.0.join("probe");
@@ -30,12 +22,6 @@ impl Scratch {
         let ok = !matches!(probe(&probe_file), Err(LayoutError::NoExtentMap { fs: FsKind::Tmpfs, .. }));
         let _ = std::fs::remove_file(&probe_file);
         ok
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

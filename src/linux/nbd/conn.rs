@@ -18,8 +18,9 @@ pub const MAX_EXPORT_NAME: usize = 4096;
 /// Why connecting to an export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NbdError {
-    /// The socket failed (refused, reset, timed out, closed mid-message).
-    #[error("{0}")]
+    /// The socket failed (refused, reset, timed out, closed mid-message). Shown as the
+    /// OS's message without Rust's "(os error N)" (callers name the errno beside it).
+    #[error("{}", crate::linux::claim::os_msg(.0))]
     Io(#[from] io::Error),
     /// The server sent something the protocol does not allow.
     #[error("protocol error: {0}")]

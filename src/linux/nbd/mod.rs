@@ -30,15 +30,16 @@ pub use conn::{Export, NbdClient, NbdError};
 pub use driver::{FuaPolicy, NbdBackend, NbdConfig, NbdCounters, NbdStats};
 pub use uri::{is_nbd_uri, NbdUri};
 
-use super::check::{ActivationPath, CheckReport, RefusalInfo, Verdict};
+use super::check::{ActivationPath, CheckReport, NbdTarget, RefusalInfo, Verdict};
 use super::claim::Target;
 use super::layout::{FileLayout, FsKind};
 use crate::activate::{activate_owned, ActivationReport, ExtentFlags, ExtentReport};
 use crate::caps::{FileAttrs, ModeRequest};
+use crate::errno::Errno;
 use crate::header::SwapHeader;
 use crate::map::{MapEntry, SwapMap};
 use crate::PAGE_SIZE;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The layout of an export as swapon sees a block device: one extent `[0, size)` at
 /// device offset 0, device mode possible. `path` is the URI.
@@ -86,11 +87,21 @@ pub enum ActivateError {
 fn read_header(uri: &NbdUri) -> Result<(Export, Vec<u8>), NbdError> {
     let mut c = NbdClient::connect(uri)?;
     let export = *c.export();
-    let mut page = vec![0u8; PAGE_SIZE];
-    let n = export.size.min(PAGE_SIZE as u64) as usize;
-    c.read_at(0, &mut page[..n])?;
-    Ok((export, page))
+    Ok((export, header_page(&mut c)?))
 }
+
+/// Page 0 of the export (zero-filled past its end).
+fn header_page(c: &mut NbdClient) -> Result<Vec<u8>, NbdError> {
+    let mut page = vec![0u8; PAGE_SIZE];
+    let n = c.export().size.min(PAGE_SIZE as u64) as usize;
+    c.read_at(0, &mut page[..n])?;
+    Ok(page)
+}
+
+/// Why swapdio does not drive an export in file mode: its NBD driver is a block-device
+/// driver (slot `n` at byte `n * PAGE_SIZE` of the export); there is no file to map.
+pub const FILE_MODE_REFUSED: &str =
+    "an NBD export is a block device: swapdio drives it in device mode only (drop --mode file)";
 
 /// swapon of an export: reads page 0 over NBD, refuses an export that cannot hold swap
 /// (read-only, tiny, block size above a page), and runs the core's activation in
@@ -103,38 +114,49 @@ pub fn activate(uri: &NbdUri, mode: ModeRequest) -> Result<ActivatedExport, Acti
     Ok(ActivatedExport { layout, export, map, report })
 }
 
-/// `swapdio check` on an export: the kernel's verdict (block swap on a device) and
-/// swapdio's in `mode`, as [`super::check::check`] gives them for a file.
+/// `swapdio check` on an export: the kernel's verdict (block swap on a device, as for
+/// the export attached as `/dev/nbdN`) and swapdio's in `mode` (device mode only:
+/// [`FILE_MODE_REFUSED`]), as [`super::check::check`] gives them for a file. The report
+/// carries the export's handshake ([`super::check::NbdTarget`]) once it connected.
 pub fn check(uri: &NbdUri, mode: ModeRequest) -> CheckReport {
-    let path = PathBuf::from(uri.to_string());
-    let (export, page) = match read_header(uri).and_then(|(e, p)| e.check_swappable().map(|_| (e, p))) {
-        Ok(x) => x,
+    let mut rep =
+        CheckReport { nbd: Some(NbdTarget { export: None }), ..CheckReport::new(Path::new(&uri.to_string()), mode) };
+    let refuse = |rep: &mut CheckReport, e: NbdError| {
+        let info = RefusalInfo::plain(e.errno(), e.to_string());
+        rep.kernel = Verdict::Refused(info.clone());
+        rep.swapdio = Verdict::Refused(info);
+    };
+    let mut c = match NbdClient::connect(uri) {
+        Ok(c) => c,
         Err(e) => {
-            let info =
-                RefusalInfo { reason: e.to_string(), errno: e.errno(), extent: None, offset: None, refusal: None };
-            return CheckReport {
-                kernel: Verdict::Refused(info.clone()),
-                swapdio: Verdict::Refused(info),
-                ..CheckReport::new(&path, mode)
-            };
+            refuse(&mut rep, e);
+            return rep;
         }
     };
+    let export = *c.export();
+    rep.nbd = Some(NbdTarget { export: Some(export) });
+    rep.target = Some(Target::BlockDevice);
+    let page = match export.check_swappable().and_then(|_| header_page(&mut c)) {
+        Ok(p) => p,
+        Err(e) => {
+            refuse(&mut rep, e);
+            return rep;
+        }
+    };
+    drop(c);
     let layout = layout(uri, &export);
-    let header = SwapHeader::parse(&page).ok();
-    let kernel = Verdict::from_result(activate_owned(&layout.kernel_request(&page)).map(|(_, r)| r));
-    let swapdio = Verdict::from_result(activate_owned(&layout.activation_request(&page, mode)).map(|(_, r)| r));
-    let bad_pages =
-        header.map(|h| (0..h.nr_badpages).map_while(|i| h.bad_page(&page, i)).collect()).unwrap_or_default();
-    CheckReport {
-        target: Some(Target::BlockDevice),
-        path_kind: ActivationPath::BlockDevice,
-        layout: Some(layout),
-        header,
-        bad_pages,
-        kernel,
-        swapdio,
-        ..CheckReport::new(&path, mode)
-    }
+    rep.header = SwapHeader::parse(&page).ok();
+    rep.bad_pages =
+        rep.header.map(|h| (0..h.nr_badpages).map_while(|i| h.bad_page(&page, i)).collect()).unwrap_or_default();
+    rep.path_kind = ActivationPath::BlockDevice;
+    rep.kernel = Verdict::from_result(activate_owned(&layout.kernel_request(&page)).map(|(_, r)| r));
+    rep.swapdio = if mode == ModeRequest::File {
+        Verdict::Refused(RefusalInfo::plain(Errno::EINVAL, FILE_MODE_REFUSED))
+    } else {
+        Verdict::from_result(activate_owned(&layout.activation_request(&page, mode)).map(|(_, r)| r))
+    };
+    rep.layout = Some(layout);
+    rep
 }
 
 /// mkswap on an export: writes the `SWAPSPACE2` header (random UUID, no label) into page
