@@ -3,11 +3,12 @@
 //!
 //! With no arguments: creates an anonymous 256 MiB swap file (`O_TMPFILE`) in the current directory, activates
 //! it (layout probe + the core's activation, the kernel's swapon arithmetic), and for
-//! 10 s mixes random and sequential (plugged) swap-outs and swap-ins. Every page written
-//! is stamped with its slot and a generation; every page read back is checked against
-//! the latest generation written to that slot, and a final pass reads back every slot
-//! ever written. A failed write leaves the page dirty (the kernel's redirty rule) and it
-//! is written again later. The file has no name and vanishes with the process (also after an error,
+//! 10 s mixes random and sequential (plugged) swap-outs and swap-ins of folios of mixed
+//! sizes (`--folio-pages`, default 1, 2, 4, 8 and 16 pages; a folio crossing an extent
+//! boundary is split by the engine). Every page written is stamped with its slot and a
+//! generation; every page read back is checked against the latest generation written to
+//! that slot, and a final pass reads back every slot ever written. A failed write leaves
+//! the whole folio dirty (the kernel's redirty rule) and it is written again later. The file has no name and vanishes with the process (also after an error,
 //! ctrl-c or kill -9). Exits non-zero on any mismatch, lost page, page-rule violation or moved extent.
 
 mod folios;
