@@ -169,6 +169,15 @@ fn stress_reports_throughput_beside_the_device_capacity_and_bench_runs_the_stres
     assert!(v["stress_vs_qd32"].as_f64().unwrap() > 0.0, "{v}");
 }
 
+/// `swapdio --json stress` for 1 s on a 16 MiB file in `s`, without the capacity
+/// measurement, with `extra` arguments; its output and JSON report.
+fn stress_1s_16m(s: &Scratch, extra: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let base = ["--json", "stress", "--no-capacity", "--duration", "1s", "--size", "16M", "--dir"];
+    let out = swapdio(&[&base[..], &[s.0.to_str().unwrap()], extra].concat());
+    let v = json_of(&out);
+    (out, v)
+}
+
 /// The per-size counts of a `--json` report, by folio size.
 fn folio_sizes(v: &serde_json::Value) -> Vec<(u64, serde_json::Value)> {
     v["folio_sizes"].as_array().unwrap().iter().map(|c| (c["pages"].as_u64().unwrap(), c.clone())).collect()
@@ -180,10 +189,7 @@ fn stress_moves_every_folio_size_of_the_mix_and_verifies_every_page() {
     if skip_unless_disk(&s) {
         return;
     }
-    let dir = s.0.to_str().unwrap();
-    let args = ["--json", "stress", "--no-capacity", "--duration", "1s", "--size", "16M", "--seed", "11"];
-    let out = swapdio(&[&args[..], &["--folio-pages", "1,4,16", "--dir", dir]].concat());
-    let v = json_of(&out);
+    let (out, v) = stress_1s_16m(&s, &["--seed", "11", "--folio-pages", "1,4,16"]);
     assert_eq!(out.status.code(), Some(0), "{v}");
     assert_eq!(v["folio_pages"], "1,4,16");
     let sizes = folio_sizes(&v);
@@ -194,6 +200,12 @@ fn stress_moves_every_folio_size_of_the_mix_and_verifies_every_page() {
     assert!(sizes.iter().all(|s| [1, 4, 16].contains(&s.0)), "a size outside the mix: {v}");
     assert_eq!(v["mismatches"], 0, "{v}");
     assert_eq!(v["verified_pages"], v["slots_written"], "{v}");
+
+    // A mix whose smallest folio cannot fit twice is refused before any I/O.
+    let dir = s.0.to_str().unwrap();
+    let out = swapdio(&["stress", "--folio-pages", "16", "--size", "64K", "--dir", dir]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("too small for folios of 16 pages"), "{}", text(&out.stderr));
 
     // Only the kernel's folio orders are accepted.
     for bad in ["3", "0", "1024", "1,x"] {
@@ -208,25 +220,7 @@ fn failed_large_folio_writes_are_redirtied_whole_and_rewritten_with_nothing_lost
     if skip_unless_disk(&s) {
         return;
     }
-    let dir = s.0.to_str().unwrap();
-    let out = swapdio(&[
-        "--json",
-        "stress",
-        "--no-capacity",
-        "--duration",
-        "1s",
-        "--size",
-        "16M",
-        "--seed",
-        "5",
-        "--inject-faults",
-        "0.03",
-        "--folio-pages",
-        "8,16",
-        "--dir",
-        dir,
-    ]);
-    let v = json_of(&out);
+    let (out, v) = stress_1s_16m(&s, &["--seed", "5", "--inject-faults", "0.03", "--folio-pages", "8,16"]);
     assert_eq!(out.status.code(), Some(0), "{v}");
     let failed: u64 =
         folio_sizes(&v).iter().filter(|s| s.0 >= 8).map(|s| s.1["write_failures"].as_u64().unwrap()).sum();

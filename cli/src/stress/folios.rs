@@ -48,6 +48,11 @@ impl FolioMix {
         self.0.get(rng.usize(..self.0.len())).copied().unwrap_or(1)
     }
 
+    /// The smallest size in the mix.
+    pub fn min(&self) -> u32 {
+        self.0.iter().copied().min().unwrap_or(1)
+    }
+
     /// The largest size in the mix.
     pub fn max(&self) -> u32 {
         self.0.iter().copied().max().unwrap_or(1)

@@ -159,6 +159,14 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         return Err("interrupted".into());
     }
     let act = activate_for_io(&path, args.mode, json)?;
+    // Slot 0 is the header; a folio of n pages starts at a multiple of n.
+    let smallest = args.folio_pages.min();
+    if act.map.slots() / u64::from(smallest) < 2 {
+        return Err(format!(
+            "{shown} has {} usable pages: too small for folios of {smallest} pages (--folio-pages)",
+            act.report.usable_pages
+        ));
+    }
     let qd = args.queue_depth as usize;
     let arena_pages = arena_pages(qd, args.folio_pages.max());
     let arena = Arc::new(Arena::new(arena_pages).map_err(|e| format!("cannot map {arena_pages} pages: {e}"))?);
