@@ -325,3 +325,31 @@ fn read_fault_maps_a_page_evicted_dirty_writable_and_a_clean_one_protected() {
     assert_eq!((s.predicted_writes, s.pages_out), (0, 0), "{s:?}");
     b.shutdown();
 }
+
+/// Eviction really drops its victims (`MADV_DONTNEED`, batched through
+/// `process_madvise` where the kernel allows it): after the budget forced paging, the
+/// kernel's own view of the region (`mincore`) holds no more pages than the pager counts
+/// resident, and at most the budget.
+#[test]
+fn evicted_pages_leave_the_region() {
+    let pages = 1024;
+    let mut c = PagerConfig::new(pages, 256);
+    c.readahead = 0;
+    let Some((mut pager, _f)) = pager("mincore", c) else { return };
+    let base = pager.as_ptr();
+    for p in 0..pages {
+        write_page(base, p, 9);
+    }
+    for p in (0..pages).rev() {
+        assert_eq!(check_page(base, p, 9), 0, "page {p}");
+    }
+    let census = pager.shutdown();
+    let mut vec = vec![0u8; pages];
+    // SAFETY: the region is mapped (the pager is alive) and `vec` has one byte per page.
+    let r = unsafe { libc::mincore(base.cast(), pages * 4096, vec.as_mut_ptr()) };
+    assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+    let in_core = vec.iter().filter(|b| **b & 1 != 0).count();
+    let s = pager.stats();
+    assert!(s.pages_out > 0, "{s:?}");
+    assert!(in_core <= census.resident() && census.resident() <= 256, "in core {in_core}, {census:?}, {s:?}");
+}

@@ -7,6 +7,7 @@ use super::table::{PageState, Table};
 use super::{add, PagerError, Shared};
 use crate::errno::Errno;
 use crate::PAGE_SIZE;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
 use std::time::Duration;
@@ -75,18 +76,58 @@ fn protect_runs(s: &Shared, pages: &[usize]) {
     }
 }
 
-/// Drops `pages` (sorted) from the region, one `MADV_DONTNEED` per run.
+/// Most ranges one `process_madvise` call takes (`UIO_MAXIOV`).
+const MAX_IOV: usize = 1024;
+
+/// Drops `pages` (sorted) from the region: `MADV_DONTNEED` on each run of adjacent
+/// pages, all runs in one `process_madvise` call on the pager's own pidfd where the
+/// kernel allows it (one call, and since Linux 6.16 one TLB flush, for a whole batch of
+/// scattered victims instead of one per run); one `madvise` per run otherwise.
 fn drop_runs(s: &Shared, pages: &[usize]) {
+    let mut runs: Vec<libc::iovec> = Vec::new();
     let mut i = 0;
     while i < pages.len() {
         let mut j = i + 1;
         while j < pages.len() && pages[j] == pages[j - 1] + 1 {
             j += 1;
         }
-        // SAFETY: the run is inside the region; its pages are write-protected and
-        // written out (or clean, or all zero), so dropping them loses nothing.
-        unsafe { libc::madvise(s.addr(pages[i]) as *mut libc::c_void, (j - i) * PAGE_SIZE, libc::MADV_DONTNEED) };
+        runs.push(libc::iovec { iov_base: s.addr(pages[i]) as *mut libc::c_void, iov_len: (j - i) * PAGE_SIZE });
         i = j;
+    }
+    for chunk in runs.chunks(MAX_IOV) {
+        let mut done = 0;
+        if let Some(fd) = s.pidfd.as_ref().filter(|_| s.batched_drop.load(Ordering::Relaxed)) {
+            // SAFETY: process_madvise(2) on our own process with `chunk.len()` iovecs that
+            // live for the call; the ranges are inside the region, and their pages are
+            // write-protected and written out (or clean, or all zero): dropping them loses
+            // nothing, exactly as `madvise` below.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_process_madvise,
+                    fd.as_raw_fd(),
+                    chunk.as_ptr(),
+                    chunk.len(),
+                    libc::MADV_DONTNEED,
+                    0,
+                )
+            };
+            if r < 0 {
+                // Not allowed here (older kernel, seccomp): one call per run from now on.
+                s.batched_drop.store(false, Ordering::Relaxed);
+            } else {
+                // Whole ranges advised; a partial count leaves the rest to the loop below.
+                let mut bytes = r as usize;
+                while done < chunk.len() && bytes >= chunk[done].iov_len {
+                    bytes -= chunk[done].iov_len;
+                    done += 1;
+                }
+            }
+        }
+        for run in &chunk[done..] {
+            // SAFETY: as above, one run at a time (a partly advised run is advised again,
+            // which is harmless: its pages are already gone).
+            unsafe { libc::madvise(run.iov_base, run.iov_len, libc::MADV_DONTNEED) };
+        }
     }
 }
 

@@ -16,7 +16,8 @@ use std::sync::MutexGuard;
 /// Zeros for a write fault on a never-written page.
 static ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 
-/// A handler thread: waits on the userfaultfd (polling so shutdown is seen), and
+/// A handler thread: reads the userfaultfd (polling when it is empty, so shutdown is
+/// seen), and
 /// resolves the faults of each read together: the swap-ins of all of them (with their
 /// readahead) go to the device in one plugged batch, so faults from several threads are
 /// read in parallel rather than one after another.
@@ -26,13 +27,15 @@ pub(super) fn handler_loop(s: &Shared, h: usize) {
     let mut batch = Batch::new(s.handler_staging + h * s.handler_batch, s.handler_batch);
     let mut msgs = [Msg::default(); FAULT_BATCH];
     while !s.stop.load(Ordering::Acquire) {
-        let mut pfd = libc::pollfd { fd: s.uffd.raw(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one pollfd, valid for the call.
-        let r = unsafe { libc::poll(&mut pfd, 1, 20) };
-        if r <= 0 {
-            continue;
-        }
+        // Read first: under load faults are already queued and the poll would be a
+        // system call for nothing; poll (20 ms, so shutdown is seen) only when none is.
         let n = match s.uffd.read(&mut msgs) {
+            Ok(0) => {
+                let mut pfd = libc::pollfd { fd: s.uffd.raw(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: one pollfd, valid for the call.
+                unsafe { libc::poll(&mut pfd, 1, 20) };
+                continue;
+            }
             Ok(n) => n,
             Err(_) => {
                 std::thread::sleep(std::time::Duration::from_millis(1));

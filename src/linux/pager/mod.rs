@@ -281,6 +281,10 @@ fn add(c: &AtomicU64, n: u64) {
 /// What the handler threads, the evictor and the caller share.
 struct Shared {
     uffd: uffd::Uffd,
+    /// A pidfd of this process, for `process_madvise` (eviction drops a batch at once).
+    pidfd: Option<std::os::fd::OwnedFd>,
+    /// `process_madvise` worked so far (cleared on the first refusal).
+    batched_drop: AtomicBool,
     base: u64,
     config: PagerConfig,
     io: Box<dyn PageIo>,
@@ -419,6 +423,8 @@ impl Pager {
         let initial = if c.restore { PageState::Swapped } else { PageState::Zero };
         let shared = Arc::new(Shared {
             uffd,
+            pidfd: own_pidfd(),
+            batched_drop: AtomicBool::new(true),
             base: base as u64,
             config: c,
             io,
@@ -545,6 +551,15 @@ impl Pager {
         self.shut = true;
         census(&t)
     }
+}
+
+/// A pidfd of this process (`pidfd_open`, Linux 5.3), or `None` where there is none.
+fn own_pidfd() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open(2) with our own pid and no flags returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    // SAFETY: a descriptor just returned to us, owned by nobody else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
 fn census(t: &Table) -> PageCensus {
