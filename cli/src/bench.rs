@@ -34,8 +34,9 @@ const PAGE: u64 = PAGE_SIZE as u64;
 /// Arguments of `swapdio bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Size of the swap file created in the current directory (K/M/G suffixes).
-    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    /// Size of the swap file created in --dir (K/M/G/T suffixes, powers of 1024). Not
+    /// with --file, whose size is what it is.
+    #[arg(long, default_value = "1G", value_parser = parse_size, conflicts_with = "file")]
     pub size: u64,
     /// Duration of each measurement.
     #[arg(long, default_value = "2s", value_parser = crate::setup::parse_duration)]
@@ -52,8 +53,8 @@ pub struct Args {
     /// mkswap` on it), measured beside fio's nbd engine on the same export.
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// Directory to create the swap file in.
-    #[arg(long, default_value = ".")]
+    /// Directory to create the swap file in (removed at the end). Not with --file.
+    #[arg(long, default_value = ".", conflicts_with = "file")]
     pub dir: PathBuf,
     /// Skip fio even when it is installed.
     #[arg(long)]

@@ -228,10 +228,7 @@ pub fn run(args: Args, json: bool) -> ExitCode {
     };
     let rep = match crate::target::check(&args.path, mode) {
         Ok(rep) => rep,
-        Err(e) => {
-            errln!("swapdio check: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return crate::usage_error("check", &e, json),
     };
     let text = if json {
         serde_json::to_string_pretty(&rep.to_json()).unwrap_or_default() + "\n"

@@ -112,6 +112,22 @@ fn argument_error(e: &clap::Error) -> ExitCode {
     }
     let rendered = e.render().to_string();
     let message = rendered.lines().next().unwrap_or_default().trim_start_matches("error: ").trim();
-    outln!("{}", serde_json::json!({"ok": false, "error": message, "argument_error": true, "exit_status": status}));
+    print_argument_error(message, status);
     ExitCode::from(status)
+}
+
+fn print_argument_error(message: &str, status: u8) {
+    outln!("{}", serde_json::json!({"ok": false, "error": message, "argument_error": true, "exit_status": status}));
+}
+
+/// An argument a subcommand refuses after clap took it (a URI that does not parse, a
+/// missing `--size`): exit status 2, reported as clap's own errors are (a JSON object
+/// on stdout under `--json`, else `swapdio COMMAND: MESSAGE` on stderr).
+pub(crate) fn usage_error(command: &str, message: &str, json: bool) -> ExitCode {
+    if json {
+        print_argument_error(message, 2);
+    } else {
+        errln!("swapdio {command}: {message}");
+    }
+    ExitCode::from(2)
 }

@@ -37,15 +37,11 @@ pub fn run(args: Args, json: bool) -> ExitCode {
     match crate::target::nbd_uri(&args.path) {
         Ok(Some(uri)) => return crate::target::mkswap_nbd(&uri, args.size, json),
         Ok(None) => {}
-        Err(e) => {
-            errln!("swapdio mkswap: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return crate::usage_error("mkswap", &e, json),
     }
     crate::setup::recover_stale(json);
     let Some(size) = args.size else {
-        errln!("swapdio mkswap: --size is required for a file");
-        return ExitCode::from(2);
+        return crate::usage_error("mkswap", "--size is required for a file", json);
     };
     let bar = (!json && !args.quiet && size >= PROGRESS_THRESHOLD).then(|| {
         let b = ProgressBar::new(size);

@@ -303,6 +303,21 @@ pub fn activate_for_io(path: &Path, mode: ModeArg, quiet: bool) -> Result<Activa
         return crate::target::activate_nbd(&uri, mode, quiet);
     }
     recover_stale(quiet);
+    // Every mode writes (to the file or to its blocks): a read-only mount is refused
+    // once, with its reason, not blamed on the immutable flag and retried in file mode.
+    let writable = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => std::fs::OpenOptions::new().read(true).write(true).open(path).map(drop),
+        _ => Ok(()),
+    };
+    if let Err(e) = writable {
+        if e.raw_os_error() == Some(libc::EROFS) {
+            return Err(format!(
+                "{}: {}: every mode writes to the swap file or its blocks",
+                path.display(),
+                io_text(&e)
+            ));
+        }
+    }
     let guard = SwapFileGuard::acquire(path).map_err(|e| e.to_string())?;
     let mut act = activate_file(path, mode.request(), guard)?;
     if act.report.mode != IoMode::Device {

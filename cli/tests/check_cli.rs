@@ -114,3 +114,17 @@ fn check_describes_a_file_by_its_extents_and_a_block_device_as_one_whole_extent(
     assert_eq!(v["layout"]["device_path"], dev.0.as_str(), "{v:#}");
     assert!(v["nbd"].is_null(), "{v:#}");
 }
+
+/// A procfs file is refused as swapon refuses it (no `read_folio`: `EINVAL`), not with
+/// the I/O error of reading it, and every errno is named once.
+#[test]
+fn check_on_a_procfs_file_is_einval_and_names_the_errno_once() {
+    let (out, v, _) = check_json(std::path::Path::new("/proc/self/mem"));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(v["swapon_prediction"]["errno_name"], "EINVAL", "{v:#}");
+    assert!(v["swapon_prediction"]["reason"].as_str().unwrap().contains("no read_folio"), "{v:#}");
+    let t = text(&swapdio(&["check", "/proc/self/mem"]).stdout);
+    for line in t.lines() {
+        assert!(line.matches("(errno").count() <= 1, "errno named twice: {line}");
+    }
+}

@@ -3,7 +3,8 @@
 //! Follows the order of `SYSCALL_DEFINE2(swapon)` in `mm/swapfile.c`:
 //! 1. the open-and-claim step ([`super::claim`]: `EROFS`, `EPERM`, `ETXTBSY`, `EISDIR`,
 //!    `EBUSY`, ...), decided before anything is read;
-//! 2. `read_folio` must exist: tmpfs and overlayfs have none (`EINVAL`);
+//! 2. `read_folio` must exist: tmpfs, overlayfs and the pseudo filesystems (proc, sysfs,
+//!    ...: [`super::layout::NO_READ_FOLIO`]) have none (`EINVAL`);
 //! 3. page 0 is read and the header validated (`read_swap_header`; bad pages only on
 //!    block devices);
 //! 4. the activation path the filesystem has ([`ActivationPath`]): a block device whole
@@ -65,8 +66,13 @@ impl From<ActivationError> for RefusalInfo {
 }
 
 impl From<&LayoutError> for RefusalInfo {
+    /// The error's text without its errno: [`Verdict`]'s text names the errno beside it.
     fn from(e: &LayoutError) -> Self {
-        RefusalInfo::plain(e.errno(), e.to_string())
+        let reason = match e {
+            LayoutError::Io { op, path, source } => format!("{}: {op}: {}", path.display(), os_msg(source)),
+            e => e.to_string(),
+        };
+        RefusalInfo::plain(e.errno(), reason)
     }
 }
 
@@ -467,7 +473,7 @@ pub fn check(path: &Path, mode: ModeRequest) -> CheckReport {
             }
         },
     };
-    if matches!(fs, FsKind::Tmpfs | FsKind::Overlay) {
+    if !fs.has_read_folio() {
         let why = format!("{fs} has no read_folio: swapon cannot read the swap header through it (no swap on {fs})");
         refuse_both(&mut rep, RefusalInfo::plain(Errno::EINVAL, why));
         return rep;
@@ -638,4 +644,29 @@ pub fn swapoff(path: &Path) -> Result<(), Errno> {
         return Err(Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(Errno::EIO.0)));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal's reason never carries the errno: the verdict's text names it once.
+    #[test]
+    fn layout_io_refusal_reason_leaves_the_errno_to_the_verdict() {
+        let e = LayoutError::Io { op: "read header", path: "/x".into(), source: std::io::Error::from_raw_os_error(5) };
+        let info = RefusalInfo::from(&e);
+        assert_eq!(info.errno, Errno::EIO);
+        assert_eq!(info.reason, "/x: read header: Input/output error");
+    }
+
+    /// swapon refuses a file without `read_folio` before reading it: procfs, sysfs and
+    /// the other pseudo filesystems as tmpfs and overlayfs.
+    #[test]
+    fn pseudo_filesystems_have_no_read_folio_and_are_einval() {
+        let rep = check(Path::new("/proc/self/mem"), ModeRequest::Auto);
+        assert_eq!(rep.kernel.errno(), Some(Errno::EINVAL), "{:?}", rep.kernel);
+        assert_eq!(rep.path_kind, ActivationPath::None);
+        assert!(!FsKind::from_magic(0x9fa0).has_read_folio() && FsKind::from_magic(0x9fa0).name() == "proc");
+        assert!(FsKind::Ext4.has_read_folio() && !FsKind::Tmpfs.has_read_folio());
+    }
 }

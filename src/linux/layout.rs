@@ -85,10 +85,40 @@ impl FsKind {
             FsKind::Fuse => "fuse".into(),
             FsKind::Nfs => "nfs".into(),
             FsKind::BlockDevice => "block-device".into(),
-            FsKind::Other(m) => format!("fs-{m:#x}"),
+            FsKind::Other(m) => match NO_READ_FOLIO.iter().find(|(magic, _)| magic == m) {
+                Some((_, name)) => (*name).into(),
+                None => format!("fs-{m:#x}"),
+            },
+        }
+    }
+
+    /// Whether files here have `a_ops->read_folio`: swapon refuses a file on a
+    /// filesystem without it (`EINVAL`, `SYSCALL_DEFINE2(swapon)` before the header is
+    /// read): tmpfs, overlayfs and the pseudo filesystems ([`NO_READ_FOLIO`]).
+    pub fn has_read_folio(&self) -> bool {
+        match self {
+            FsKind::Tmpfs | FsKind::Overlay => false,
+            FsKind::Other(m) => !NO_READ_FOLIO.iter().any(|(magic, _)| magic == m),
+            _ => true,
         }
     }
 }
+
+/// Pseudo filesystems whose files have no `read_folio`, by `statfs` magic
+/// (`include/uapi/linux/magic.h`) and name: proc, sysfs and cgroup (kernfs), debugfs,
+/// tracefs, securityfs, bpf, hugetlbfs, configfs.
+pub const NO_READ_FOLIO: [(i64, &str); 10] = [
+    (0x9fa0, "proc"),
+    (0x6265_6572, "sysfs"),
+    (0x0027_e0eb, "cgroup"),
+    (0x6367_7270, "cgroup2"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0xcafe_4a11, "bpf"),
+    (0x9584_58f6, "hugetlbfs"),
+    (0x6265_6570, "configfs"),
+];
 
 impl std::fmt::Display for FsKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,6 +167,15 @@ pub enum LayoutError {
     /// `swap_activate`, no `bmap`; the kernel's generic path says the file "has holes").
     #[error("{}: {fs} has no FIEMAP extent map; the kernel cannot swap on a {fs} file (put it on a disk filesystem)", path.display())]
     NoExtentMap {
+        /// The file.
+        path: PathBuf,
+        /// Its filesystem.
+        fs: FsKind,
+    },
+    /// The filesystem has no `read_folio` (overlayfs, proc, sysfs, ...:
+    /// [`FsKind::has_read_folio`]): swapon refuses every file on it with `EINVAL`.
+    #[error("{}: {fs} has no read_folio; the kernel cannot swap on a {fs} file (put it on a disk filesystem)", path.display())]
+    NoReadFolio {
         /// The file.
         path: PathBuf,
         /// Its filesystem.
@@ -226,6 +265,7 @@ impl LayoutError {
             LayoutError::TooLarge { .. } => Errno::EFBIG,
             LayoutError::NotSwappable { .. }
             | LayoutError::NoExtentMap { .. }
+            | LayoutError::NoReadFolio { .. }
             | LayoutError::TooSmall { .. }
             | LayoutError::NotPageMultiple { .. }
             | LayoutError::DeviceTooSmall { .. } => Errno::EINVAL,

@@ -40,8 +40,10 @@ pub fn validate_size(size: u64) -> Result<u64, LayoutError> {
     Ok(pages)
 }
 
-/// Parses a size with an optional binary suffix: `4096`, `64K`, `512M`, `2G`, `1T`
-/// (also `KiB`/`MB`-style spellings; all powers of 1024, as `mkswap` and `fallocate -l`).
+/// Parses a size with an optional binary suffix: `4096`, `64K`, `512M`, `2G`, `1T`, also
+/// spelled `KiB`..`TiB` (powers of 1024, as util-linux reads `K` and `KiB`). `KB`..`TB`
+/// are refused: util-linux (`mkswap`, `fallocate -l`) reads them as powers of 1000, so
+/// a user who means either would get the other without a word.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -50,10 +52,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         num.parse().map_err(|_| format!("invalid size {s:?}: expected a number with an optional K/M/G/T suffix"))?;
     let shift = match suffix.to_ascii_uppercase().as_str() {
         "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        "T" | "TB" | "TIB" => 40,
+        "K" | "KIB" => 10,
+        "M" | "MIB" => 20,
+        "G" | "GIB" => 30,
+        "T" | "TIB" => 40,
+        d @ ("KB" | "MB" | "GB" | "TB") => {
+            let b = &d[..1];
+            return Err(format!(
+                "ambiguous size suffix {suffix:?} in {s:?}: util-linux reads it as a power of 1000; write {b} or {b}iB (powers of 1024)"
+            ));
+        }
         _ => return Err(format!("invalid size suffix {suffix:?} in {s:?}: use K, M, G or T")),
     };
     n.checked_mul(1u64 << shift).ok_or_else(|| format!("size {s:?} overflows"))
@@ -359,8 +367,9 @@ impl Drop for Staged {
 ///    another swapdio process holds, or data without a swap signature (unless
 ///    [`MkswapOptions::force`]) is refused;
 /// 2. a block device gets a header only ([`format_swap_device`]);
-/// 3. refuse tmpfs (no extent map: the kernel cannot swap on it) and too little free
-///    space (`statvfs`) before writing anything;
+/// 3. refuse tmpfs (no extent map: the kernel cannot swap on it), filesystems without
+///    `read_folio` (overlayfs, proc, sysfs, ...) and too little free space (`statvfs`)
+///    before writing anything;
 /// 4. format a new mode-0600 file in the same directory ([`format_swap_file`]: NOCOW on
 ///    btrfs, `fallocate`, zeros, header, `fsync`), anonymous (`O_TMPFILE`) where
 ///    possible, so a failure or a `kill -9` leaves nothing behind;
@@ -373,11 +382,14 @@ pub fn create_swap_file_with(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), LayoutError> {
     validate_size(size)?;
+    // `f/` names a directory: open(2) with O_CREAT says EISDIR, before anything is written.
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/") && !path.is_dir() {
+        return Err(LayoutError::io("create", path, io::Error::from_raw_os_error(libc::EISDIR)));
+    }
     // A symlink is followed: the file it names is what gets replaced.
     let target = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            std::fs::canonicalize(path).map_err(|e| LayoutError::io("resolve", path, e))?
-        }
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)
+            .map_err(|e| LayoutError::io("resolve the symbolic link (its target must exist)", path, e))?,
         _ => path.to_path_buf(),
     };
     let existing = check_existing(&target, opts.force)?;
@@ -405,6 +417,9 @@ fn check_room(dir: &Path, target: &Path, size: u64) -> Result<(), LayoutError> {
     let fs = fs_kind(&dir_file).map_err(|e| LayoutError::io("fstatfs", dir, e))?;
     if fs == FsKind::Tmpfs {
         return Err(LayoutError::NoExtentMap { path: target.to_path_buf(), fs });
+    }
+    if !fs.has_read_folio() {
+        return Err(LayoutError::NoReadFolio { path: target.to_path_buf(), fs });
     }
     let available = free_bytes(dir).map_err(|e| LayoutError::io("statvfs", dir, e))?;
     if available < size {
@@ -546,6 +561,9 @@ mod tests {
         assert_eq!(parse_size("512m"), Ok(512 << 20));
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert!(parse_size("1.5G").is_err());
+        for decimal in ["1KB", "1MB", "1gb", "1TB"] {
+            assert!(parse_size(decimal).unwrap_err().contains("ambiguous"), "{decimal}");
+        }
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999T").is_err());

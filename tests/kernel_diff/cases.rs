@@ -186,6 +186,14 @@ pub fn claim_cases(rows: &mut Vec<Row>, fs: &LoopFs) {
         Err(e) => println!("SKIP overlayfs: {e}"),
     }
 
+    // Nor have the pseudo filesystems: a procfs file, and a sysfs attribute where there
+    // is one (swapon opens it read-write and writes nothing).
+    compare(rows, "procfs", "self-mem", Path::new("/proc/self/mem"));
+    let attr = Path::new("/sys/kernel/mm/transparent_hugepage/enabled");
+    if attr.exists() {
+        compare(rows, "sysfs", "attribute", attr);
+    }
+
     // tmpfs has no read_folio either.
     let t = fs.dir.0.join("tmpfs");
     std::fs::create_dir_all(&t).expect("mkdir");
