@@ -3,7 +3,6 @@
 //! the pread fallback. Each test names the rule it pins down.
 #![cfg(all(feature = "linux", target_os = "linux"))]
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,23 +15,13 @@ use swapdio::*;
 
 const PAGE: usize = PAGE_SIZE;
 
-/// A scratch file removed on drop.
-struct Scratch(PathBuf);
+mod support;
+use support::ScratchFile as Scratch;
 
 impl Scratch {
     /// `pages` written pages (zeros), plus `tail` extra bytes.
     fn new(name: &str, pages: usize, tail: usize) -> Scratch {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("driver-tests");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{name}-{}", std::process::id()));
-        std::fs::write(&path, vec![0u8; pages * PAGE + tail]).unwrap();
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        Scratch::written("driver-tests", name, pages * PAGE + tail)
     }
 }
 

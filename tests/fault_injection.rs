@@ -248,15 +248,7 @@ impl Run<'_> {
                 let r = engine.write_sync(folio, FsContext::MayEnterFs, || {
                     dev.pump(1, |id, r| held.push((id, engine.complete(id, r))));
                 });
-                for (id, ok) in held {
-                    ok.expect("sync wait delivers each completion once");
-                    self.delivered.push(id);
-                }
-                // A failed sync write was handled like an async one (redirtied): reap sees it.
-                match r {
-                    Err(SwapError::Io(_)) => Ok(()),
-                    r => r,
-                }
+                self.settle_sync(r, held)
             }
             1 => self.engine.write(Some(&mut self.plug), folio, FsContext::MayEnterFs),
             _ => self.engine.write(None, folio, FsContext::MayEnterFs),
@@ -277,6 +269,24 @@ impl Run<'_> {
             Err(e) => panic!("write of {folio:?} refused: {e}"),
         }
         self.reap();
+    }
+
+    /// After a synchronous call: each completion its wait delivered was accepted once; a
+    /// failed sync I/O was handled like an async one (redirtied or failed), so the reap
+    /// sees it and the call's `Io` error is not the test's.
+    fn settle_sync<E: std::fmt::Debug>(
+        &mut self,
+        r: Result<(), SwapError>,
+        held: Vec<(RequestId, Result<(), E>)>,
+    ) -> Result<(), SwapError> {
+        for (id, ok) in held {
+            ok.expect("sync wait delivers each completion once");
+            self.delivered.push(id);
+        }
+        match r {
+            Err(SwapError::Io(_)) => Ok(()),
+            r => r,
+        }
     }
 
     fn read(&mut self, slot: u64, pages: u64, mode: u64) {
@@ -303,14 +313,7 @@ impl Run<'_> {
                 let r = engine.read_sync(folio, || {
                     dev.pump(1, |id, r| held.push((id, engine.complete(id, r))));
                 });
-                for (id, ok) in held {
-                    ok.expect("sync wait delivers each completion once");
-                    self.delivered.push(id);
-                }
-                match r {
-                    Err(SwapError::Io(_)) => Ok(()),
-                    r => r,
-                }
+                self.settle_sync(r, held)
             }
             1 => self.engine.read(Some(&mut self.plug), folio),
             _ => self.engine.read(None, folio),

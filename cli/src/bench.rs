@@ -416,36 +416,46 @@ fn selected_cases(only: Option<&str>, stress_matches: bool) -> Result<Vec<&'stat
     Ok(cases)
 }
 
+/// fio with io_uring and `O_DIRECT` on the swap file, the case's pattern past the header
+/// page; `None` if fio fails or cannot be given the path unambiguously.
 pub(crate) fn fio_case(path: &Path, file_size: u64, case: &Case, d: Duration) -> Option<Measure> {
+    let target = [
+        format!("--filename={}", fio_filename(path)?),
+        "--ioengine=io_uring".into(),
+        "--direct=1".into(),
+        "--fixedbufs=1".into(),
+        "--registerfiles=1".into(),
+    ];
+    run_fio("fio", &target, file_size, case, d)
+}
+
+/// Runs one fio job (`target`: where and with which engine) with the case's pattern
+/// (direction, block size, queue depth) over `[PAGE, size)` for `d`; its measurement, or
+/// `None` with fio's error (`what` names it) on stderr.
+pub(crate) fn run_fio(what: &str, target: &[String], size: u64, case: &Case, d: Duration) -> Option<Measure> {
     let rw = match (case.dir, case.random) {
         (Dir::Read, true) => "randread",
         (Dir::Write, true) => "randwrite",
         (Dir::Read, false) => "read",
         (Dir::Write, false) => "write",
     };
+    let pattern = [
+        format!("--rw={rw}"),
+        format!("--bs={}k", case.pages * 4),
+        format!("--iodepth={}", case.qd),
+        format!("--offset={PAGE}"),
+        format!("--size={}", size.checked_sub(PAGE)?),
+        format!("--runtime={}ms", d.as_millis()),
+    ];
     let out = std::process::Command::new("fio")
-        .args([
-            "--name=swapdio-bench",
-            &format!("--filename={}", fio_filename(path)?),
-            &format!("--rw={rw}"),
-            &format!("--bs={}k", case.pages * 4),
-            &format!("--iodepth={}", case.qd),
-            "--ioengine=io_uring",
-            "--direct=1",
-            "--fixedbufs=1",
-            "--registerfiles=1",
-            "--offset=4096",
-            &format!("--size={}", file_size - PAGE),
-            &format!("--runtime={}ms", d.as_millis()),
-            "--time_based=1",
-            "--norandommap=1",
-            "--randrepeat=0",
-            "--output-format=json",
-        ])
+        .arg("--name=swapdio-bench")
+        .args(target)
+        .args(pattern)
+        .args(["--time_based=1", "--norandommap=1", "--randrepeat=0", "--output-format=json"])
         .output()
         .ok()?;
     if !out.status.success() {
-        errln!("swapdio bench: fio failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        errln!("swapdio bench: {what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         return None;
     }
     fio_measure(&String::from_utf8_lossy(&out.stdout), case)
@@ -475,6 +485,27 @@ fn cell(m: Option<Measure>) -> String {
     match m {
         Some(m) => format!("{:>8.0} {:>7.1} {:>6.0} {:>6.0}", m.iops, m.mib_s, m.p50_us, m.p99_us),
         None => format!("{:>8} {:>7} {:>6} {:>6}", "-", "-", "-", "-"),
+    }
+}
+
+/// Prints the result table: per case three measured columns (`titles`) and the ratio
+/// columns (`ratios`, two decimals, a dash when not measured).
+pub(crate) fn print_table<'a>(
+    titles: [&str; 3],
+    ratios: &[&str],
+    rows: impl Iterator<Item = (&'a str, [Option<Measure>; 3], Vec<Option<f64>>)>,
+) {
+    let ratio_cols = |v: Vec<String>| v.iter().map(|x| format!("{x:>6}")).collect::<Vec<_>>().join(" ");
+    let [a, b, c] = titles;
+    outln!(
+        "{:<32} | {a:^30} | {b:^30} | {c:^30} | {}",
+        "case",
+        ratio_cols(ratios.iter().map(|r| r.to_string()).collect())
+    );
+    outln!("{}", units_row());
+    for (name, [x, y, z], rs) in rows {
+        let rs = rs.into_iter().map(|r| r.map_or("-".into(), |x| format!("{x:.2}"))).collect();
+        outln!("{name:<32} | {} | {} | {} | {}", cell(x), cell(y), cell(z), ratio_cols(rs));
     }
 }
 
@@ -652,27 +683,11 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
         outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
-    outln!(
-        "{:<32} | {:^30} | {:^30} | {:^30} | {:>6} {:>6}",
-        "case",
-        "engine+io_uring",
-        "raw io_uring loop",
-        "fio (io_uring)",
-        "e/raw",
-        "e/fio"
+    print_table(
+        ["engine+io_uring", "raw io_uring loop", "fio (io_uring)"],
+        &["e/raw", "e/fio"],
+        rows.iter().map(|r| (r.case.name, [Some(r.engine), r.raw, r.fio], vec![r.engine_vs_raw, r.engine_vs_fio])),
     );
-    outln!("{}", units_row());
-    for r in &rows {
-        outln!(
-            "{:<32} | {} | {} | {} | {:>6} {:>6}",
-            r.case.name,
-            cell(Some(r.engine)),
-            cell(r.raw),
-            cell(r.fio),
-            r.engine_vs_raw.map_or("-".into(), |x| format!("{x:.2}")),
-            r.engine_vs_fio.map_or("-".into(), |x| format!("{x:.2}")),
-        );
-    }
     if let Some(s) = stress {
         outln!(
             "{:<32} | {:>8.0} {:>7.1} {:>6} {:>6} | pages/s both ways, verified; 4k random QD32 (in+out)/2: {} pages/s; stress/QD32 {}",

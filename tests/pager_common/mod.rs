@@ -2,32 +2,21 @@
 //! when userfaultfd is unavailable), page stamps, and volatile region access.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use swapdio::linux::direct::Target;
 use swapdio::linux::pager::{Pager, PagerConfig, PagerError};
 use swapdio::testkit::file_map;
 use swapdio::PAGE_SIZE;
 
-/// A scratch file removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+#[path = "../support/mod.rs"]
+mod support;
+pub use support::ScratchFile as Scratch;
 
 /// A pager over a fresh zeroed file of `config.pages + 1` pages (file mode), or `None`
 /// with the reason printed when userfaultfd is unavailable (a failure instead under
 /// `SWAPDIO_REQUIRE_UFFD=1`, as CI sets).
 pub fn pager(name: &str, config: PagerConfig) -> Option<(Pager, Scratch)> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pager-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = Scratch(dir.join(format!("{name}-{}", std::process::id())));
     let slots = config.pages as u64 + 1;
-    let f = std::fs::File::create(&file.0).unwrap();
-    f.set_len(slots * PAGE_SIZE as u64).unwrap();
-    drop(f);
+    let file = Scratch::sparse("pager-tests", name, slots * PAGE_SIZE as u64);
     let target = Target::file(&file.0).unwrap();
     match Pager::new(config, file_map(slots).unwrap(), target) {
         Ok(p) => Some((p, file)),

@@ -44,6 +44,37 @@ impl Drop for Scratch {
     }
 }
 
+/// A scratch file, `target/tmp/DIR/NAME-PID`, removed on drop.
+pub struct ScratchFile(pub PathBuf);
+
+impl ScratchFile {
+    /// `len` bytes of written zeros (allocated, as a swap file is).
+    pub fn written(dir: &str, name: &str, len: usize) -> ScratchFile {
+        let f = ScratchFile::path_for(dir, name);
+        std::fs::write(&f.0, vec![0u8; len]).unwrap_or_else(|e| panic!("{}: {e}", f.0.display()));
+        f
+    }
+
+    /// `len` bytes, sparse (a hole until written).
+    pub fn sparse(dir: &str, name: &str, len: u64) -> ScratchFile {
+        let f = ScratchFile::path_for(dir, name);
+        image(&f.0, len).unwrap_or_else(|e| panic!("{e}"));
+        f
+    }
+
+    fn path_for(dir: &str, name: &str) -> ScratchFile {
+        let dir = target_tmpdir().join(dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        ScratchFile(dir.join(format!("{name}-{}", std::process::id())))
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Whether `tool` is on `PATH`.
 pub fn have(tool: &str) -> bool {
     Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())

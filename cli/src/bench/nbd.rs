@@ -6,7 +6,7 @@
 //! measured on one connection too (the comparison), and, when the server sets
 //! `NBD_FLAG_CAN_MULTI_CONN`, also on `NbdConfig::connections` connections.
 
-use super::{cell, engine_case, median, units_row, BenchEngine, BenchPages, Case, Dir, Measure};
+use super::{engine_case, median, BenchEngine, BenchPages, Case, Measure};
 use crate::setup::{activate_for_io, counters_text, make_engine, show_duration, Driver, STOP};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -15,40 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use swapdio::linux::direct::Arena;
 use swapdio::linux::nbd::{NbdBackend, NbdConfig, NbdUri};
-use swapdio::{StorageConfig, PAGE_SIZE};
+use swapdio::StorageConfig;
 
 /// fio with its `nbd` engine on `uri`, the case's pattern over the export past the
 /// header page; `None` if fio or its nbd engine is missing or fails.
 fn fio_nbd_case(uri: &NbdUri, size: u64, case: &Case, d: Duration) -> Option<Measure> {
-    let rw = match (case.dir, case.random) {
-        (Dir::Read, true) => "randread",
-        (Dir::Write, true) => "randwrite",
-        (Dir::Read, false) => "read",
-        (Dir::Write, false) => "write",
-    };
-    let out = std::process::Command::new("fio")
-        .args([
-            "--name=swapdio-bench-nbd",
-            "--ioengine=nbd",
-            &format!("--uri={uri}"),
-            &format!("--rw={rw}"),
-            &format!("--bs={}k", case.pages * 4),
-            &format!("--iodepth={}", case.qd),
-            &format!("--offset={PAGE_SIZE}"),
-            &format!("--size={}", size - PAGE_SIZE as u64),
-            &format!("--runtime={}ms", d.as_millis()),
-            "--time_based=1",
-            "--norandommap=1",
-            "--randrepeat=0",
-            "--output-format=json",
-        ])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        errln!("swapdio bench: fio (nbd engine) failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-        return None;
-    }
-    super::fio_measure(&String::from_utf8_lossy(&out.stdout), case)
+    super::run_fio("fio (nbd engine)", &["--ioengine=nbd".into(), format!("--uri={uri}")], size, case, d)
 }
 
 #[derive(Debug, Serialize)]
@@ -152,25 +124,11 @@ pub fn bench(args: &super::Args, json: bool, uri: &NbdUri, cases: &[&'static Cas
         outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
-    outln!(
-        "{:<32} | {:^30} | {:^30} | {:^30} | {:>6}",
-        "case",
-        "engine+nbd, 1 connection",
-        "fio nbd engine, 1 connection",
-        "engine+nbd, 4 connections",
-        "e/fio"
+    super::print_table(
+        ["engine+nbd, 1 connection", "fio nbd engine, 1 connection", "engine+nbd, 4 connections"],
+        &["e/fio"],
+        rows.iter().map(|r| (r.case.name, [Some(r.engine), r.fio, r.engine_multi_conn], vec![r.engine_vs_fio])),
     );
-    outln!("{}", units_row());
-    for r in &rows {
-        outln!(
-            "{:<32} | {} | {} | {} | {:>6}",
-            r.case.name,
-            cell(Some(r.engine)),
-            cell(r.fio),
-            cell(r.engine_multi_conn),
-            r.engine_vs_fio.map_or("-".into(), |x| format!("{x:.2}")),
-        );
-    }
     for (c, d, n) in &driver_stats {
         outln!("{c} connection(s): driver {}; nbd {}", counters_text(d), counters_text(n));
     }
