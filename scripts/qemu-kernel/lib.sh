@@ -24,6 +24,7 @@
 #               the host's /boot and initramfs hooks are never touched)
 #   QK_CACHE    where qk_fetch_debian downloads and extracts (default target/qemu-kernel)
 #   QK_SMP (2) QK_MEM (512, MiB) QK_TIMEOUT (300, seconds) QK_APPEND (extra kernel args)
+#   QK_MONITOR  a path: QEMU's human monitor listens on that unix socket (qk_monitor)
 #   QK_KEEP=1   keep QK_WORK after qk_cleanup (for debugging)
 #
 # The guest's /init is the caller's INIT_SCRIPT (busybox sh). It may use qk_* nothing: the
@@ -213,11 +214,26 @@ qk_boot() {
   timeout --foreground "$QK_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m "$QK_MEM" \
     -smp "$QK_SMP" -nographic -no-reboot -nic none -kernel "$QK_VMLINUZ" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 rdinit=/init loglevel=4 $QK_APPEND" \
-    "${drives[@]}" </dev/null >"$log" 2>&1 &
+    ${QK_MONITOR:+-monitor "unix:$QK_MONITOR,server,nowait"} "${drives[@]}" </dev/null >"$log" 2>&1 &
   QK_QEMU_PID=$!
   wait "$QK_QEMU_PID" || rc=$?
   QK_QEMU_PID=""
   return "$rc"
+}
+
+# qk_monitor CMD...: sends each CMD to the QEMU monitor at QK_MONITOR (e.g. "sendkey
+# alt-sysrq-w" to make the guest dump its blocked tasks on the console, "quit").
+qk_monitor() {
+  [ -n "${QK_MONITOR:-}" ] && [ -S "$QK_MONITOR" ] || return 1
+  python3 - "$QK_MONITOR" "$@" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+for cmd in sys.argv[2:]:
+    s.sendall(cmd.encode() + b"\n")
+    time.sleep(1)
+s.close()
+PY
 }
 
 # qk_check_log LOG: prints the verdict; fails on a FAIL line, an oops, WARN, BUG, soft or

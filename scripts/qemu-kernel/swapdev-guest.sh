@@ -2,11 +2,15 @@
 # The guest's /init for scripts/qemu-kernel/swapdev.sh (busybox sh): the swapdio_swapdev
 # memory-pressure runs. Prints "SWAPDEV ..." lines for the host, the kernel log, QK_DONE.
 # Kernel command line: swapdev.mib=N swapdev.rounds=N swapdev.faultmib=N swapdev.fail=N
+# swapdev.runs=NAME,NAME,... (device file kernel device-faults file-faults)
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^swapdev\.$1=//p"; }
 MIB=$(arg mib) ROUNDS=$(arg rounds) FAULTMIB=$(arg faultmib) FAIL=$(arg fail)
+RUNS=$(arg runs | tr ',' ' ')
+# The host's stall watchdog sends sysrq keys (blocked tasks, backtraces) through QEMU.
+echo 1 >/proc/sys/kernel/sysrq
 for m in virtio_pci virtio_blk crc32c_generic ext4; do modprobe $m || echo "SWAPDEV FAIL modprobe $m"; done
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -30,7 +34,7 @@ run() {
     mkswap $dev >/dev/null || echo "SWAPDEV FAIL $name: mkswap"
   fi
   swapon $dev || { echo "SWAPDEV FAIL $name: swapon"; return; }
-  (while sleep 20; do echo "SWAPDEV progress $name $(grep -E '^(pswpin|pswpout|nr_writeback|nr_free_pages) ' /proc/vmstat | tr '\n' ' ')"; done) &
+  (while sleep 10; do echo "SWAPDEV progress $name $(grep -E '^(pswpin|pswpout|nr_writeback|nr_free_pages) ' /proc/vmstat | tr '\n' ' ')"; done) &
   ticker=$!
   /workload "$mib" "$rounds" >/tmp/w.out
   rc=$?
@@ -43,13 +47,16 @@ run() {
   echo "SWAPDEV result run=$name rc=$rc outside_slots_unchanged=$same $(sed -n 's/^WORKLOAD //p' /tmp/w.out)"
 }
 
-run device "$MIB" "$ROUNDS" /dev/swapdio0 mode=device
-run file "$MIB" "$ROUNDS" /dev/swapdio0 mode=file
-run kernel "$MIB" "$ROUNDS" $F
-if [ "${FAIL:-0}" -gt 0 ]; then
-  run device-faults "$FAULTMIB" 1 /dev/swapdio0 mode=device fail_write_every=$FAIL
-  run file-faults "$FAULTMIB" 1 /dev/swapdio0 mode=file fail_write_every=$FAIL
-fi
+for r in $RUNS; do
+  case $r in
+  device) run device "$MIB" "$ROUNDS" /dev/swapdio0 mode=device ;;
+  file) run file "$MIB" "$ROUNDS" /dev/swapdio0 mode=file ;;
+  kernel) run kernel "$MIB" "$ROUNDS" $F ;;
+  device-faults) run device-faults "$FAULTMIB" 1 /dev/swapdio0 mode=device fail_write_every=$FAIL ;;
+  file-faults) run file-faults "$FAULTMIB" 1 /dev/swapdio0 mode=file fail_write_every=$FAIL ;;
+  *) echo "SWAPDEV FAIL unknown run $r" ;;
+  esac
+done
 umount /mnt || echo "SWAPDEV FAIL umount"
 dmesg
 echo QK_DONE

@@ -15,7 +15,12 @@
 #   SWAPDEV_ROUNDS [2] verify+rewrite rounds after the first fill;
 #   SWAPDEV_SWAPFILE_MIB [MIB] swap file size; SWAPDEV_MIN_PAGES [100000] minimum
 #   pswpout and pswpin per swapdio run; SWAPDEV_FAIL_EVERY [50] fail every Nth backend
-#   write with -EIO in the fault runs (0: no fault runs); SWAPDEV_FAULT_MIB [2*RAM].
+#   write with -EIO in the fault runs (0: no fault runs); SWAPDEV_FAULT_MIB [2*RAM];
+#   SWAPDEV_RUNS [device file kernel, then device-faults file-faults]: the runs, in order;
+#   SWAPDEV_STALL_S [180]: when the guest's swap counters have not moved for that long,
+#   the guest is made to print every blocked task and every CPU's backtrace (sysrq 9, w, l
+#   through the QEMU monitor) and the boot is ended: a hang is reported with its stacks;
+#   SWAPDEV_SAVE_LOG: copy the guest's console log there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=lib.sh
@@ -28,6 +33,10 @@ swap_mib=${SWAPDEV_SWAPFILE_MIB:-$mib}
 min_pages=${SWAPDEV_MIN_PAGES:-100000}
 fail_every=${SWAPDEV_FAIL_EVERY:-50}
 fault_mib=${SWAPDEV_FAULT_MIB:-$((2 * ram))}
+runs="device file kernel"
+[ "$fail_every" -gt 0 ] && runs="$runs device-faults file-faults"
+runs=${SWAPDEV_RUNS:-$runs}
+stall_s=${SWAPDEV_STALL_S:-180}
 t0=$(date +%s)
 
 skip() { echo "SKIP: $*"; exit 77; }
@@ -66,13 +75,39 @@ rm -rf "$QK_WORK/fs"
 qk_initramfs "$QK_WORK/initrd.gz" "$root/scripts/qemu-kernel/swapdev-guest.sh" \
   "$mod/swapdio_swapdev.ko" "$QK_WORK/workload" -- virtio_pci virtio_blk crc32c_generic ext4
 log=$QK_WORK/guest.log
+: >"$log"
+export QK_MONITOR=$QK_WORK/monitor.sock
+
+# Stall watchdog: the guest prints its swap counters every 10 s (SWAPDEV progress). When
+# they stop changing for stall_s seconds, ask the guest kernel for its blocked tasks (w),
+# every CPU's backtrace (l), at console log level 9 (9: the stacks are KERN_INFO), then
+# end the boot.
+watchdog() {
+  local last="" seen=$SECONDS cur
+  while sleep 10; do
+    cur=$(grep -a '^SWAPDEV \(progress\|result\)' "$log" | tail -n1 | sed 's/nr_free_pages [0-9]* nr_writeback [0-9]* //' || true)
+    if [ "$cur" != "$last" ]; then last=$cur seen=$SECONDS; continue; fi
+    [ $((SECONDS - seen)) -ge "$stall_s" ] || continue
+    echo "SWAPDEV host: no swap progress for ${stall_s}s: sysrq 9, w, l" >>"$QK_WORK/watchdog.log"
+    qk_monitor "sendkey alt-sysrq-9" "sendkey alt-sysrq-w" "sendkey alt-sysrq-l" || true
+    sleep 30
+    qk_monitor quit || true
+    return
+  done
+}
 tb=$(date +%s)
 rc=0
+watchdog &
+wd=$!
 QK_MEM=$ram QK_TIMEOUT=${QK_TIMEOUT:-900} \
   QK_APPEND="zswap.enabled=0 transparent_hugepage=never swapdev.mib=$mib swapdev.rounds=$rounds \
-swapdev.faultmib=$fault_mib swapdev.fail=$fail_every $QK_APPEND" \
+swapdev.faultmib=$fault_mib swapdev.fail=$fail_every swapdev.runs=${runs// /,} $QK_APPEND" \
   qk_boot "$QK_WORK/initrd.gz" "$log" "$QK_WORK/disk.img" || rc=$?
+kill "$wd" 2>/dev/null || true
+wait "$wd" 2>/dev/null || true
 echo "guest: QEMU status $rc after $(($(date +%s) - tb))s"
+[ ! -s "$QK_WORK/watchdog.log" ] || cat "$QK_WORK/watchdog.log"
+[ -z "${SWAPDEV_SAVE_LOG:-}" ] || cp "$log" "$SWAPDEV_SAVE_LOG"
 
 # 4. Verdict.
 sed -n 's/^.*\(swapdio_swapdev: .*\)/\1/p; /^SWAPDEV\|^workload/p' "$log"
@@ -81,8 +116,7 @@ bad() { echo "FAIL: $*"; fail=1; }
 [ "$rc" = 0 ] || bad "QEMU exited with $rc"
 qk_check_log "$log" || fail=1
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
-runs="device file kernel"
-[ "$fail_every" -gt 0 ] && runs="$runs device-faults file-faults"
+[ ! -s "$QK_WORK/watchdog.log" ] || bad "the guest stopped swapping (stacks in the guest log)"
 for run in $runs; do
   line=$(grep "^SWAPDEV result run=$run " "$log" || true)
   [ -n "$line" ] || { bad "$run: no result"; continue; }
@@ -99,7 +133,8 @@ while read -r l; do
   [ "$(echo "$l" | field fail_write_every)" = 0 ] || [ "$(echo "$l" | field injected_write_errors)" -gt 0 ] ||
     bad "no write failure was injected: $l"
 done < <(grep -a 'swapdio_swapdev: stats: pins=' "$log")
-[ "$(grep -ac 'swapdio_swapdev: stats: pins=' "$log")" -ge 2 ] || bad "missing module statistics (unload)"
+loads=$(echo "$runs" | tr ' ' '\n' | grep -vc '^kernel$' || true)
+[ "$(grep -ac 'swapdio_swapdev: stats: pins=' "$log")" = "$loads" ] || bad "missing module statistics (unload)"
 
 printf '\n%-14s %10s %10s %9s %13s %15s %11s\n' run pswpout pswpin seconds "swap pages/s" "bytes verified" mismatches
 for run in $runs; do
@@ -110,6 +145,12 @@ for run in $runs; do
     "$(echo "$line" | field swapped_pages_per_s)" "$(echo "$line" | field bytes_verified)" \
     "$(echo "$line" | field mismatched_bytes)"
 done
-[ "$fail" = 0 ] || { echo "guest log tail:"; tail -n 40 "$log"; }
+if [ "$fail" != 0 ]; then
+  if [ -s "$QK_WORK/watchdog.log" ]; then
+    echo "guest's blocked tasks and CPU backtraces (sysrq w, l):"
+    sed -n '/sysrq: Show Blocked State/,/sysrq: Show State/p' "$log" | head -n 400
+  fi
+  echo "guest log tail:"; tail -n 40 "$log"
+fi
 echo "swapdev: $([ "$fail" = 0 ] && echo PASS || echo FAIL) in $(($(date +%s) - t0))s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 exit "$fail"

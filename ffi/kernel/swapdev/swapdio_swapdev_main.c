@@ -2,7 +2,7 @@
 /*
  * swapdio_swapdev - a swap device whose I/O goes through swapdio.
  *
- * /dev/swapdio0 is a blk-mq disk the kernel swaps to (mkswap + swapon). Its backing
+ * /dev/swapdio0 is a disk the kernel swaps to (mkswap + swapon). Its backing
  * store is a swap file on a real filesystem: at load time the module reads the file's
  * swap header and its layout (FIEMAP, through the filesystem), hands both to
  * swapdio_activate() - which refuses holes, shared or inline extents (and unwritten
@@ -11,31 +11,65 @@
  * file; page 0 (the outer swap header) lives in a page of module memory so the file's
  * own header is never written.
  *
- * Every request the swap layer sends is cut into pages, each handed to the engine as
- * a one-page folio; the engine maps slots to positions, batches adjacent pages (plug)
- * and calls the backend:
- *  - device mode: a bio to the filesystem's block device at the mapped position;
- *  - file mode: a direct-I/O kiocb on the file (->write_iter/->read_iter with
- *    IOCB_DIRECT), the ->swap_rw design.
- * The upper request completes when all its pages completed; a failed write fails it
- * (BLK_STS_IOERR) so the swap layer redirties the page and writes it again later.
+ * In device mode the swap layer's bios come through blk-mq: every request is cut into
+ * pages, each handed to the engine as a one-page folio; the engine maps slots to
+ * positions, batches adjacent pages (plug) and submits bios, embedded in reserved
+ * state, to the filesystem's block device at the mapped positions. The upper request
+ * completes when all its pages completed; a failed write fails it (BLK_STS_IOERR) so
+ * the swap layer redirties the page and writes it again later.
+ *
+ * In file mode the engine's requests become direct-I/O kiocbs on the file
+ * (->write_iter/->read_iter with IOCB_DIRECT, the ->swap_rw design), and swap pages
+ * come through ->rw_page instead of blk-mq (swapon sets SWP_SYNCHRONOUS_IO for a disk
+ * with ->rw_page), one page per call, with no bio: see swapdev_rw_page() for why.
+ * A failed write redirties the page from the completion, as end_swap_bio_write() does.
+ * Other I/O (mkswap, swapon's header read) still comes through blk-mq.
+ *
+ * The file-mode hang (fixed here; found with the guest's sysrq-w dump of blocked
+ * tasks, scripts/qemu-kernel/swapdev.sh prints it when swapping stops): kswapd, the
+ * workload in direct reclaim and kthreadd all waited in mempool_alloc() from
+ * bio_alloc_bioset() in __swap_writepage(), and the kblockd worker inside ->queue_rq
+ * waited in the same mempool from iomap_dio_bio_iter() under ext4_file_write_iter().
+ * Both layers allocate from fs_bio_set: the swap layer's bio to /dev/swapdio0 is held
+ * until our request completes, and that request needs a bio of the filesystem's
+ * direct I/O from the same pool. With free memory below the min watermark every bio
+ * comes from the pool's two reserved elements; once swap bios held them, nothing
+ * could complete (blk_mq_timeout_work then waited in synchronize_srcu for the stuck
+ * ->queue_rq, which is what the hung-task report showed). Device mode never
+ * allocates a bio (they are reserved), so it never hung.
  *
  * No allocation on the I/O path: engine requests come from the engine's pool, bios and
  * kiocbs (with their bio_vec tables) from an array reserved at load time, one per pool
- * request. When the pool cannot take a whole upper request, ->queue_rq returns
- * BLK_STS_RESOURCE and the queue is rerun when an engine request is released.
+ * request, ->rw_page's folio state from another. When the pool cannot take a whole
+ * upper request, ->queue_rq returns BLK_STS_RESOURCE and the queue is rerun when an
+ * engine request is released; ->rw_page waits for one (see there).
  *
  * Contexts (no lockdep in the distribution kernel, so they are written down here):
- *  - ->queue_rq runs in task context and may sleep (BLK_MQ_F_BLOCKING): in the reclaimer
- *    that submitted the swap bio (kswapd, or direct reclaim with PF_MEMALLOC) or in a
- *    kblockd worker. It runs under memalloc_noio_save(), so nothing it calls (the
- *    lower block layer, the filesystem's direct-I/O path) can recurse into swap I/O.
- *    submit_lock (a mutex) serialises it, which makes the pool check exact.
+ *  - ->queue_rq runs in task context (BLK_MQ_F_BLOCKING): in the task that submitted
+ *    the swap bio (kswapd, a direct reclaimer, a task faulting a page in) or in a
+ *    kblockd worker. It runs under memalloc_noio_save() and never waits for anything
+ *    that needs memory to be reclaimed: it takes submit_lock (a mutex, which makes
+ *    the pool check exact; its holders only run engine calls and queue I/O), and in
+ *    device mode submit_bio() may wait for a tag of the lower disk (freed by that
+ *    disk's completions). When the pool is short it answers BLK_STS_RESOURCE.
+ *  - ->rw_page runs in kswapd, a direct reclaimer or a faulting task, under
+ *    memalloc_noio_save(); it takes submit_lock like ->queue_rq and may wait for an
+ *    engine request to be released.
+ *  - The filesystem is never called with submit_lock held nor from the swap layer's
+ *    context: the engine's ->submit queues the kiocb to the submitter kthread, which
+ *    runs with PF_MEMALLOC and PF_MEMALLOC_NOIO, as kswapd does and as nbd does around
+ *    its socket I/O. The filesystem's direct I/O allocates (iomap's struct iomap_dio
+ *    with kmalloc(GFP_KERNEL), ext4's extent path with GFP_NOFS): from a faulting task
+ *    those would be GFP_NOIO allocations that reclaim without I/O, which frees nothing
+ *    when the guest's memory is all anonymous, while every swap write waits for
+ *    submit_lock. With PF_MEMALLOC they come from the reserves (bounded: at most @pool
+ *    kiocbs in flight) and never enter reclaim; a -ENOMEM is retried, never failed.
  *  - The engine's page callbacks and swapdio_complete() run in the backend's
  *    completion context: bio ->bi_end_io (hard or soft irq) in device mode, the
- *    iomap completion (irq for reads, the filesystem's dio workqueue for writes) in
- *    file mode, or inside ->queue_rq when a kiocb finished during the call. They only
- *    touch atomics, spinlock_irqsave-protected lists and blk_mq_end_request().
+ *    iomap completion (irq for reads, the filesystem's dio workqueue for writes) or
+ *    the submitter kthread (a kiocb that finished during the call) in file mode. They
+ *    only touch atomics, spinlock_irqsave-protected lists, page flags (as the swap
+ *    layer's bio completions do) and blk_mq_end_request().
  *  - Module load and unload run in the insmod/rmmod task and may sleep.
  *
  * Module parameters: file= (path of the swap file, required), mode= (device|file),
@@ -50,7 +84,9 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
+#include <linux/kthread.h>
 #include <linux/mm.h>
+#include <linux/pagemap.h>
 #include <linux/mman.h>
 #include <linux/module.h>
 #include <linux/sched/mm.h>
@@ -80,19 +116,24 @@ MODULE_PARM_DESC(fail_write_every, "fault injection: fail every Nth backend writ
 struct swapdev_cmd;
 
 /**
- * struct swapdev_seg - one page of an upper request, the engine's "folio".
- * @page: the page of the request's bio_vec.
+ * struct swapdev_seg - one page handed to the engine, the engine's "folio".
+ * @page: the page of the request's bio_vec, or the swap-cache page of ->rw_page.
  * @off: offset of the data in @page.
- * @cmd: the upper request it belongs to.
+ * @cmd: the upper request it belongs to; NULL for a ->rw_page page.
  * @uptodate: set by the engine's set_uptodate callback (read success).
+ * @write: direction (->rw_page pages).
+ * @next: free-list link (->rw_page segments).
  *
- * Its address is the folio id the engine hands back to every callback.
+ * Its address is the folio id the engine hands back to every callback. A blk-mq
+ * segment lives in its request's pdu; a ->rw_page segment in swapdev.rw_segs.
  */
 struct swapdev_seg {
 	struct page *page;
 	unsigned int off;
 	bool uptodate;
+	bool write;
 	struct swapdev_cmd *cmd;
+	struct swapdev_seg *next;
 };
 
 /**
@@ -115,9 +156,12 @@ struct swapdev;
  * struct swapdev_io - backend state of one engine request, reserved at load time.
  * @dev: the device.
  * @id: the engine's request id, for swapdio_complete().
+ * @pos: byte position in the file (file mode) or on the disk (device mode).
  * @len: bytes of the request.
+ * @nr_segs: entries of @bvec in use.
+ * @write: direction.
  * @inject: fault injection: report -EIO whatever the I/O did.
- * @next: free-list link.
+ * @next: link in the free list, or in the submitter's queue (file mode).
  * @bio: device mode.
  * @iocb: file mode.
  * @bvec: the request's pages.
@@ -125,7 +169,10 @@ struct swapdev;
 struct swapdev_io {
 	struct swapdev *dev;
 	u64 id;
+	u64 pos;
 	u64 len;
+	unsigned int nr_segs;
+	bool write;
 	bool inject;
 	struct swapdev_io *next;
 	union {
@@ -149,9 +196,18 @@ struct swapdev_io {
  * @ios: backend states, one per pool request.
  * @free_io: free list of @ios.
  * @io_lock: protects @free_io (taken in any context, interrupts off).
+ * @submitter: file mode: the kthread that starts the kiocbs.
+ * @sub_head: file mode: kiocbs queued to @submitter, oldest first.
+ * @sub_tail: file mode: where the next queued kiocb is linked.
+ * @sub_lock: protects @sub_head and @sub_tail (task context only).
+ * @sub_wait: @submitter waits there for work.
  * @header: page 0 of /dev/swapdio0 (the outer swap header), in memory.
- * @submit_lock: serialises ->queue_rq (task context).
- * @pool_wait: woken when an engine request is released.
+ * @submit_lock: serialises ->queue_rq and ->rw_page (task context).
+ * @rw_segs: file mode: the ->rw_page segments, one per pool request.
+ * @free_seg: file mode: free list of @rw_segs (under @io_lock).
+ * @pool_wait: ->rw_page waits there for an engine request and a segment.
+ * @wplug: file mode: the plug ->rw_page writes go into, finished by @submitter.
+ * @wplug_used: @wplug holds pages (under @submit_lock; read locklessly to wake up).
  * @starved: ->queue_rq answered BLK_STS_RESOURCE: rerun the queue on release.
  * @tag_set: blk-mq tag set (one hardware queue).
  * @disk: /dev/swapdio0.
@@ -159,6 +215,7 @@ struct swapdev_io {
  * @pins: engine pins taken.
  * @unpins: engine pins dropped (equal to @pins at unload).
  * @resource: BLK_STS_RESOURCE answers.
+ * @nomem_retries: file mode: kiocbs the filesystem refused with -ENOMEM, started again.
  * @backend_writes: backend write requests (for fault injection).
  * @injected: backend writes failed on purpose.
  * @upper_errors: upper requests ended with BLK_STS_IOERR.
@@ -179,10 +236,19 @@ struct swapdev {
 	u64 slots;
 	struct swapdev_io *ios;
 	struct swapdev_io *free_io;
-	spinlock_t io_lock;
+	spinlock_t io_lock; /* @free_io; any context, irqs off */
+	struct task_struct *submitter;
+	struct swapdev_io *sub_head;
+	struct swapdev_io **sub_tail;
+	spinlock_t sub_lock; /* @sub_head, @sub_tail; task context */
+	wait_queue_head_t sub_wait;
 	struct page *header;
-	struct mutex submit_lock;
+	struct mutex submit_lock; /* ->queue_rq, ->rw_page: exact pool check */
+	struct swapdev_seg *rw_segs;
+	struct swapdev_seg *free_seg;
 	wait_queue_head_t pool_wait;
+	struct swapdio_plug wplug;
+	bool wplug_used;
 	atomic_t starved;
 	struct blk_mq_tag_set tag_set;
 	struct gendisk *disk;
@@ -190,6 +256,7 @@ struct swapdev {
 	atomic64_t pins;
 	atomic64_t unpins;
 	atomic64_t resource;
+	atomic64_t nomem_retries;
 	atomic64_t backend_writes;
 	atomic64_t injected;
 	atomic64_t upper_errors;
@@ -236,13 +303,34 @@ static struct swapdev_seg *seg_of(u64 folio)
  */
 static void swapdev_set_uptodate(void *ctx, u64 folio)
 {
-	seg_of(folio)->uptodate = true;
+	struct swapdev_seg *seg = seg_of(folio);
+
+	if (seg->cmd)
+		seg->uptodate = true;
+	else
+		SetPageUptodate(seg->page);
 }
 
 static void swapdev_set_dirty(void *ctx, u64 folio)
 {
-	/* A write failed: fail the upper request, the swap layer redirties the page. */
-	WRITE_ONCE(seg_of(folio)->cmd->failed, true);
+	struct swapdev_seg *seg = seg_of(folio);
+
+	/*
+	 * A write failed. blk-mq: fail the upper request, the swap layer redirties the
+	 * page. ->rw_page: redirty it here, as end_swap_bio_write() does (any context).
+	 */
+	if (seg->cmd)
+		WRITE_ONCE(seg->cmd->failed, true);
+	else
+		set_page_dirty(seg->page);
+}
+
+static void swapdev_clear_reclaim(void *ctx, u64 folio)
+{
+	struct swapdev_seg *seg = seg_of(folio);
+
+	if (!seg->cmd)
+		ClearPageReclaim(seg->page);
 }
 
 static void swapdev_nop(void *ctx, u64 folio)
@@ -251,23 +339,43 @@ static void swapdev_nop(void *ctx, u64 folio)
 
 static void swapdev_end_writeback(void *ctx, u64 folio)
 {
-	swapdev_cmd_put(seg_of(folio)->cmd);
+	struct swapdev_seg *seg = seg_of(folio);
+
+	if (seg->cmd)
+		swapdev_cmd_put(seg->cmd);
+	else
+		end_page_writeback(seg->page);
 }
 
 static void swapdev_unlock(void *ctx, u64 folio)
 {
 	struct swapdev_seg *seg = seg_of(folio);
 
-	/* Writes are unlocked when queued: nothing to do, the part ends at end_writeback. */
-	if (seg->cmd->write)
+	/*
+	 * Writes are unlocked when queued (bdev_write_page() unlocks a ->rw_page page
+	 * itself): nothing to do, the part ends at end_writeback.
+	 */
+	if (seg->cmd ? seg->cmd->write : seg->write)
 		return;
+	if (!seg->cmd) {
+		unlock_page(seg->page);
+		return;
+	}
 	if (!seg->uptodate)
 		WRITE_ONCE(seg->cmd->failed, true);
 	swapdev_cmd_put(seg->cmd);
 }
 
-/* Pins only count: unpin runs after end_writeback/unlock, when the upper request may be
- * gone, so neither may touch the segment. */
+static bool swapdev_is_rw_seg(struct swapdev *dev, struct swapdev_seg *seg)
+{
+	return dev->rw_segs && seg >= dev->rw_segs && seg < dev->rw_segs + pool;
+}
+
+/*
+ * Pins count. unpin runs last (after end_writeback/unlock): a blk-mq segment may be
+ * gone by then (its request ended), so it is only compared by address; a ->rw_page
+ * segment goes back to its free list.
+ */
 static void swapdev_pin(void *ctx, u64 folio)
 {
 	atomic64_inc(&swapdev.pins);
@@ -275,7 +383,19 @@ static void swapdev_pin(void *ctx, u64 folio)
 
 static void swapdev_unpin(void *ctx, u64 folio)
 {
-	atomic64_inc(&swapdev.unpins);
+	struct swapdev *dev = ctx;
+	struct swapdev_seg *seg = seg_of(folio);
+	unsigned long flags;
+
+	atomic64_inc(&dev->unpins);
+	if (!swapdev_is_rw_seg(dev, seg))
+		return;
+	spin_lock_irqsave(&dev->io_lock, flags);
+	seg->next = dev->free_seg;
+	dev->free_seg = seg;
+	spin_unlock_irqrestore(&dev->io_lock, flags);
+	if (wq_has_sleeper(&dev->pool_wait))
+		wake_up(&dev->pool_wait);
 }
 
 static void swapdev_event(void *ctx, const struct swapdio_event *ev)
@@ -300,7 +420,7 @@ static void swapdev_event(void *ctx, const struct swapdio_event *ev)
 static const struct swapdio_page_ops swapdev_page_ops = {
 	.set_uptodate = swapdev_set_uptodate,
 	.set_dirty = swapdev_set_dirty,
-	.clear_reclaim = swapdev_nop,
+	.clear_reclaim = swapdev_clear_reclaim,
 	.start_writeback = swapdev_nop,
 	.end_writeback = swapdev_end_writeback,
 	.unlock = swapdev_unlock,
@@ -349,7 +469,7 @@ static void swapdev_io_put(struct swapdev *dev, struct swapdev_io *sio)
  *
  * The state is given back before swapdio_complete() (the engine request it served is
  * still held, so the free list cannot run dry); after it, the engine request is free:
- * rerun a starved queue and wake whoever waits for the pool.
+ * rerun a starved queue (from kblockd: this may be irq context).
  * Context: completion context (hard or soft irq, a workqueue) or ->queue_rq.
  */
 static void swapdev_io_done(struct swapdev_io *sio, s64 result)
@@ -365,6 +485,8 @@ static void swapdev_io_done(struct swapdev_io *sio, s64 result)
 	swapdev_io_put(dev, sio);
 	ret = swapdio_complete(dev->engine, id, result);
 	WARN_ONCE(ret, "swapdio_complete: %s\n", swapdio_strerror(ret));
+	/* The release before the look at the flag (pairs with ->queue_rq's barrier). */
+	smp_mb();
 	if (atomic_read(&dev->starved) && atomic_xchg(&dev->starved, 0))
 		blk_mq_run_hw_queues(dev->disk->queue, true);
 	if (wq_has_sleeper(&dev->pool_wait))
@@ -386,32 +508,145 @@ static void swapdev_kiocb_complete(struct kiocb *iocb, long ret)
 }
 
 /**
+ * swapdev_file_rw() - start one file-mode request: a direct-I/O kiocb on the file.
+ * @dev: the device.
+ * @sio: the request, queued by swapdev_submit().
+ *
+ * A kiocb the filesystem finished during the call (or refused) is completed here. One
+ * refused with -ENOMEM (PF_MEMALLOC allocations fail rather than reclaim when the
+ * reserves are gone) is started again a tick later: memory comes back as in-flight
+ * I/O completes, and failing a read would lose the page (the faulting task gets
+ * SIGBUS). Re-running a read or a write of the same pages is harmless.
+ * Context: the submitter kthread (PF_MEMALLOC, PF_MEMALLOC_NOIO); may sleep.
+ */
+static void swapdev_file_rw(struct swapdev *dev, struct swapdev_io *sio)
+{
+	struct iov_iter iter;
+	ssize_t ret;
+
+	for (;;) {
+		memset(&sio->iocb, 0, sizeof(sio->iocb));
+		sio->iocb.ki_filp = dev->file;
+		sio->iocb.ki_pos = sio->pos;
+		sio->iocb.ki_flags = IOCB_DIRECT | (sio->write ? IOCB_WRITE : 0);
+		sio->iocb.ki_complete = swapdev_kiocb_complete;
+		iov_iter_bvec(&iter, sio->write ? ITER_SOURCE : ITER_DEST, sio->bvec,
+			      sio->nr_segs, sio->len);
+		if (sio->write)
+			ret = call_write_iter(dev->file, &sio->iocb, &iter);
+		else
+			ret = call_read_iter(dev->file, &sio->iocb, &iter);
+		if (ret != -ENOMEM)
+			break;
+		atomic64_inc(&dev->nomem_retries);
+		schedule_timeout_uninterruptible(1);
+	}
+	if (ret != -EIOCBQUEUED)
+		swapdev_kiocb_complete(&sio->iocb, ret);
+}
+
+static struct swapdev_io *swapdev_sub_pop(struct swapdev *dev)
+{
+	struct swapdev_io *sio;
+
+	spin_lock(&dev->sub_lock);
+	sio = dev->sub_head;
+	if (sio) {
+		dev->sub_head = sio->next;
+		if (!dev->sub_head)
+			dev->sub_tail = &dev->sub_head;
+	}
+	spin_unlock(&dev->sub_lock);
+	return sio;
+}
+
+static bool swapdev_sub_pending(struct swapdev *dev)
+{
+	return READ_ONCE(dev->sub_head);
+}
+
+/**
+ * swapdev_sub_drain() - start every queued kiocb, in order.
+ * @dev: the device.
+ *
+ * Runs with PF_MEMALLOC (the filesystem's allocations for these kiocbs come from the
+ * reserves and never enter reclaim, which would wait for the very swap writes queued
+ * here; nbd does the same around its socket I/O) and PF_MEMALLOC_NOIO (nothing it
+ * allocates recurses into I/O). Never with submit_lock held.
+ * Context: task (the submitter kthread, or the task that queued the I/O), may sleep.
+ */
+static void swapdev_sub_drain(struct swapdev *dev)
+{
+	unsigned int noreclaim = memalloc_noreclaim_save();
+	unsigned int noio = memalloc_noio_save();
+	struct swapdev_io *sio;
+
+	while ((sio = swapdev_sub_pop(dev)))
+		swapdev_file_rw(dev, sio);
+	memalloc_noio_restore(noio);
+	memalloc_noreclaim_restore(noreclaim);
+}
+
+/**
+ * swapdev_submitter() - the file-mode submission kthread.
+ * @data: the device.
+ *
+ * Finishes the write plug that ->rw_page fills (so adjacent swap-outs of one reclaim
+ * pass become one kiocb, as the kernel's swap_write_unplug() batches them) and starts
+ * the queued kiocbs. Idle waits are TASK_IDLE: no hung-task report, no load.
+ * Context: kthread, may sleep.
+ * Return: 0 when stopped (at unload, with nothing queued).
+ */
+static int swapdev_submitter(void *data)
+{
+	struct swapdev *dev = data;
+
+	for (;;) {
+		wait_event_idle(dev->sub_wait, swapdev_sub_pending(dev) ||
+				READ_ONCE(dev->wplug_used) || kthread_should_stop());
+		if (READ_ONCE(dev->wplug_used)) {
+			mutex_lock(&dev->submit_lock);
+			swapdio_plug_finish(dev->engine, &dev->wplug);
+			swapdio_plug_start(&dev->wplug);
+			WRITE_ONCE(dev->wplug_used, false);
+			mutex_unlock(&dev->submit_lock);
+		}
+		swapdev_sub_drain(dev);
+		if (kthread_should_stop() && !swapdev_sub_pending(dev) &&
+		    !READ_ONCE(dev->wplug_used))
+			break;
+	}
+	return 0;
+}
+
+/**
  * swapdev_submit() - the engine's ->submit: start one engine request.
  * @ctx: the device.
  * @io: the request, valid during the call only.
  *
- * Takes a reserved state, points its bio_vec table at the request's pages and starts
- * the I/O: a bio (device mode) or a direct-I/O kiocb (file mode). Completion may run
- * before this returns.
+ * Takes a reserved state and points its bio_vec table at the request's pages. Device
+ * mode starts a bio (completion may run before this returns); file mode queues the
+ * request to the submitter kthread and returns at once.
  * Context: task, from swapdio_write/read/plug_finish in ->queue_rq (submit_lock held,
- * memalloc_noio); may sleep (lower queue tags, the filesystem's inode lock).
+ * memalloc_noio). Device mode may sleep for a tag of the lower disk; file mode does
+ * not sleep.
  * Return: SWAPDIO_QUEUED.
  */
 static s64 swapdev_submit(void *ctx, const struct swapdio_io *io)
 {
 	struct swapdev *dev = ctx;
-	bool write = io->direction == SWAPDIO_DIRECTION_WRITE;
 	struct swapdev_io *sio = swapdev_io_get(dev);
-	struct iov_iter iter;
 	unsigned int i;
-	ssize_t ret;
 
 	if (WARN_ON_ONCE(!sio))
 		return -ENOMEM;
 	sio->id = io->id;
+	sio->pos = io->pos;
 	sio->len = io->len;
+	sio->nr_segs = io->nr_segments;
+	sio->write = io->direction == SWAPDIO_DIRECTION_WRITE;
 	sio->inject = false;
-	if (write && fail_write_every &&
+	if (sio->write && fail_write_every &&
 	    atomic64_inc_return(&dev->backend_writes) % fail_write_every == 0)
 		sio->inject = true;
 	for (i = 0; i < io->nr_segments; i++) {
@@ -427,7 +662,7 @@ static s64 swapdev_submit(void *ctx, const struct swapdio_io *io)
 		struct bio *bio = &sio->bio;
 
 		bio_init(bio, dev->bdev, sio->bvec, SWAPDIO_MAX_SEGMENTS,
-			 (write ? REQ_OP_WRITE : REQ_OP_READ) | REQ_SWAP);
+			 (sio->write ? REQ_OP_WRITE : REQ_OP_READ) | REQ_SWAP);
 		bio->bi_vcnt = io->nr_segments;
 		bio->bi_iter.bi_size = io->len;
 		bio->bi_iter.bi_sector = io->pos >> SECTOR_SHIFT;
@@ -437,19 +672,12 @@ static s64 swapdev_submit(void *ctx, const struct swapdio_io *io)
 		return SWAPDIO_QUEUED;
 	}
 
-	memset(&sio->iocb, 0, sizeof(sio->iocb));
-	sio->iocb.ki_filp = dev->file;
-	sio->iocb.ki_pos = io->pos;
-	sio->iocb.ki_flags = IOCB_DIRECT | (write ? IOCB_WRITE : 0);
-	sio->iocb.ki_complete = swapdev_kiocb_complete;
-	iov_iter_bvec(&iter, write ? ITER_SOURCE : ITER_DEST, sio->bvec, io->nr_segments, io->len);
-	if (write)
-		ret = call_write_iter(dev->file, &sio->iocb, &iter);
-	else
-		ret = call_read_iter(dev->file, &sio->iocb, &iter);
-	/* Finished during the call (or refused): ki_complete was not called, do it here. */
-	if (ret != -EIOCBQUEUED)
-		swapdev_kiocb_complete(&sio->iocb, ret);
+	sio->next = NULL;
+	spin_lock(&dev->sub_lock);
+	*dev->sub_tail = sio;
+	dev->sub_tail = &sio->next;
+	spin_unlock(&dev->sub_lock);
+	wake_up(&dev->sub_wait);
 	return SWAPDIO_QUEUED;
 }
 
@@ -561,9 +789,12 @@ static blk_status_t swapdev_queue_rq(struct blk_mq_hw_ctx *hctx, const struct bl
 		return BLK_STS_IOERR;
 	}
 	if (!swapdev_pool_has(dev, need)) {
-		/* Ask for a rerun at the next release, then look again: a release that ran
-		 * between the check and the flag would otherwise be missed. */
+		/*
+		 * Ask for a rerun at the next release, then look again: a release that ran
+		 * between the check and the flag would otherwise be missed.
+		 */
 		atomic_set(&dev->starved, 1);
+		/* Flag before the second look; pairs with smp_mb() in swapdev_io_done(). */
 		smp_mb__after_atomic();
 		if (!swapdev_pool_has(dev, need)) {
 			mutex_unlock(&dev->submit_lock);
@@ -594,18 +825,14 @@ static blk_status_t swapdev_queue_rq(struct blk_mq_hw_ctx *hctx, const struct bl
 		seg->cmd = cmd;
 		folio = (struct swapdio_folio){ .id = (uintptr_t)seg, .slot = slot, .pages = 1 };
 		atomic_inc(&cmd->pending);
-		for (;;) {
-			ret = cmd->write ? swapdio_write(dev->engine, &plug, &folio,
-							 SWAPDIO_FS_CONTEXT_MAY_ENTER_FS)
-					 : swapdio_read(dev->engine, &plug, &folio);
-			if (ret != -ENOBUFS)
-				break;
-			/* Cannot happen (the pool was checked under submit_lock); should it,
-			 * wait for a release: this context may sleep, and in-flight requests
-			 * complete without us. */
-			WARN_ONCE(1, "engine pool ran dry inside an admitted request\n");
-			wait_event(dev->pool_wait, swapdev_pool_has(dev, 1));
-		}
+		ret = cmd->write ? swapdio_write(dev->engine, &plug, &folio,
+						 SWAPDIO_FS_CONTEXT_MAY_ENTER_FS)
+				 : swapdio_read(dev->engine, &plug, &folio);
+		/*
+		 * -ENOBUFS cannot happen: the pool was checked under submit_lock, and waiting
+		 * for a release here is what this driver must never do.
+		 */
+		WARN_ONCE(ret == -ENOBUFS, "engine pool ran dry inside an admitted request\n");
 		if (ret) {
 			pr_err_ratelimited("slot %llu: %s\n", slot, swapdio_strerror(ret));
 			cmd->failed = true;
@@ -616,8 +843,125 @@ static blk_status_t swapdev_queue_rq(struct blk_mq_hw_ctx *hctx, const struct bl
 	swapdio_plug_finish(dev->engine, &plug);
 	mutex_unlock(&dev->submit_lock);
 	memalloc_noio_restore(noio);
+	if (dev->file_mode)
+		swapdev_sub_drain(dev);
 	swapdev_cmd_put(cmd);
 	return BLK_STS_OK;
+}
+
+static struct swapdev_seg *swapdev_seg_get(struct swapdev *dev)
+{
+	struct swapdev_seg *seg;
+	unsigned long flags;
+
+	spin_lock_irqsave(&dev->io_lock, flags);
+	seg = dev->free_seg;
+	if (seg)
+		dev->free_seg = seg->next;
+	spin_unlock_irqrestore(&dev->io_lock, flags);
+	return seg;
+}
+
+static void swapdev_seg_put(struct swapdev *dev, struct swapdev_seg *seg)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&dev->io_lock, flags);
+	seg->next = dev->free_seg;
+	dev->free_seg = seg;
+	spin_unlock_irqrestore(&dev->io_lock, flags);
+}
+
+static bool swapdev_rw_ready(struct swapdev *dev)
+{
+	return READ_ONCE(dev->free_seg) && swapdev_pool_has(dev, 1);
+}
+
+/**
+ * swapdev_rw_page() - ->rw_page: one swap page, with no bio (file mode).
+ * @bdev: /dev/swapdio0.
+ * @sector: the page's first sector.
+ * @page: the swap-cache page: locked (read), or under writeback (write; the caller
+ *        unlocks it when this returns 0).
+ * @op: REQ_OP_READ or REQ_OP_WRITE.
+ *
+ * Why file mode swaps through ->rw_page rather than blk-mq requests: a swap bio to
+ * this disk comes from fs_bio_set (bio_alloc() in __swap_writepage/swap_readpage)
+ * and is held until the request completes, while the filesystem's direct I/O that
+ * serves it allocates its own bios from fs_bio_set too (iomap_dio_bio_iter). Under
+ * memory exhaustion every bio comes from that mempool's two reserved elements; once
+ * swap bios waiting for us hold them, the filesystem's bio_alloc() waits for one of
+ * them to be freed, which needs that very I/O: a deadlock (kswapd, the workload in
+ * direct reclaim, kthreadd and the kblockd worker inside ->queue_rq all stuck in
+ * mempool_alloc). Stacked drivers must never allocate from their caller's bio_set;
+ * with ->rw_page (swapon sets SWP_SYNCHRONOUS_IO for it) the swap layer allocates no
+ * bio at all, so fs_bio_set's reserve serves only bounded lower I/O again.
+ *
+ * Waits (task context: reclaim or a page fault) for an engine request when the
+ * pool is empty: that wait ends when an in-flight kiocb completes, which needs no
+ * memory beyond what the submitter kthread may take from the reserves. Failing
+ * instead would make the swap layer fall back to a bio, which is the deadlock.
+ * Context: task, may sleep.
+ * Return: 0 (started; completion ends writeback or unlocks the page), or a negative
+ * errno: the caller falls back to a bio.
+ */
+static int swapdev_rw_page(struct block_device *bdev, sector_t sector, struct page *page,
+			   enum req_op op)
+{
+	struct swapdev *dev = bdev->bd_disk->private_data;
+	u64 slot = sector >> (PAGE_SHIFT - SECTOR_SHIFT);
+	bool write = op_is_write(op);
+	struct swapdev_seg *seg;
+	struct swapdio_folio folio;
+	struct swapdio_plug plug;
+	unsigned int noio;
+	int ret;
+
+	if ((sector & ((PAGE_SIZE >> SECTOR_SHIFT) - 1)) || PageTransHuge(page) || !slot ||
+	    slot >= dev->slots)
+		return -EOPNOTSUPP;
+	noio = memalloc_noio_save();
+	for (;;) {
+		wait_event(dev->pool_wait, swapdev_rw_ready(dev));
+		mutex_lock(&dev->submit_lock);
+		if (swapdev_pool_has(dev, 1)) {
+			seg = swapdev_seg_get(dev);
+			if (seg)
+				break;
+		}
+		mutex_unlock(&dev->submit_lock);
+	}
+	seg->page = page;
+	seg->off = 0;
+	seg->uptodate = false;
+	seg->write = write;
+	seg->cmd = NULL;
+	folio = (struct swapdio_folio){ .id = (uintptr_t)seg, .slot = slot, .pages = 1 };
+	if (write) {
+		/* Into the write plug: the submitter finishes it (batching), see there. */
+		ret = swapdio_write(dev->engine, &dev->wplug, &folio,
+				    SWAPDIO_FS_CONTEXT_MAY_ENTER_FS);
+		if (!ret)
+			WRITE_ONCE(dev->wplug_used, true);
+	} else {
+		swapdio_plug_start(&plug);
+		ret = swapdio_read(dev->engine, &plug, &folio);
+		swapdio_plug_finish(dev->engine, &plug);
+	}
+	mutex_unlock(&dev->submit_lock);
+	memalloc_noio_restore(noio);
+	if (ret) {
+		/* Refused before the engine took the page: no callback will run. */
+		pr_err_ratelimited("slot %llu: %s\n", slot, swapdio_strerror(ret));
+		swapdev_seg_put(dev, seg);
+		return ret;
+	}
+	/* A fault waits for this read: start it here rather than wake the submitter. */
+	if (write)
+		wake_up(&dev->sub_wait);
+	else
+		swapdev_sub_drain(dev);
+	return 0;
 }
 
 static const struct blk_mq_ops swapdev_mq_ops = {
@@ -626,6 +970,12 @@ static const struct blk_mq_ops swapdev_mq_ops = {
 
 static const struct block_device_operations swapdev_fops = {
 	.owner = THIS_MODULE,
+};
+
+/* File mode: swap pages come through ->rw_page (see swapdev_rw_page()). */
+static const struct block_device_operations swapdev_file_fops = {
+	.owner = THIS_MODULE,
+	.rw_page = swapdev_rw_page,
 };
 
 /* ---- setup ------------------------------------------------------------------------- */
@@ -696,7 +1046,9 @@ static int swapdev_read_layout(struct swapdev *dev, struct swapdio_extent **out,
 		}
 		if (n + fi.fi_extents_mapped > cap) {
 			size_t ncap = max_t(size_t, 2 * cap, n + fi.fi_extents_mapped);
-			struct swapdio_extent *grown = kvmalloc_array(ncap, sizeof(*grown), GFP_KERNEL);
+			struct swapdio_extent *grown;
+
+			grown = kvmalloc_array(ncap, sizeof(*grown), GFP_KERNEL);
 
 			if (!grown) {
 				ret = -ENOMEM;
@@ -790,7 +1142,8 @@ static int swapdev_activate(struct swapdev *dev)
 	}
 	dev->slots = rep.slots;
 	pr_info("%s: %s mode, %zu extents reported, %llu after merging, %llu slots, %llu usable pages\n",
-		file, dev->file_mode ? "file" : "device", nr, rep.extents, rep.slots, rep.usable_pages);
+		file, dev->file_mode ? "file" : "device", nr, rep.extents, rep.slots,
+		rep.usable_pages);
 
 	ret = swapdio_storage_layout(&sc, &ml);
 	if (ret)
@@ -949,7 +1302,7 @@ static int swapdev_add_disk(struct swapdev *dev)
 	disk->major = dev->major;
 	disk->first_minor = 0;
 	disk->minors = 1;
-	disk->fops = &swapdev_fops;
+	disk->fops = dev->file_mode ? &swapdev_file_fops : &swapdev_fops;
 	disk->private_data = dev;
 	disk->flags |= GENHD_FL_NO_PART;
 	strscpy(disk->disk_name, "swapdio0", DISK_NAME_LEN);
@@ -977,6 +1330,11 @@ out_blkdev:
 
 static void swapdev_free(struct swapdev *dev)
 {
+	/* No upper request is left (the disk is gone or was never added): nothing is queued. */
+	if (dev->submitter) {
+		kthread_stop(dev->submitter);
+		dev->submitter = NULL;
+	}
 	if (dev->engine) {
 		int ret;
 
@@ -995,6 +1353,7 @@ static void swapdev_free(struct swapdev *dev)
 	vfree(dev->storage);
 	kvfree(dev->map);
 	kvfree(dev->ios);
+	kvfree(dev->rw_segs);
 	if (dev->header)
 		__free_page(dev->header);
 }
@@ -1014,6 +1373,9 @@ static int __init swapdev_init(void)
 	spin_lock_init(&dev->io_lock);
 	mutex_init(&dev->submit_lock);
 	init_waitqueue_head(&dev->pool_wait);
+	spin_lock_init(&dev->sub_lock);
+	dev->sub_tail = &dev->sub_head;
+	init_waitqueue_head(&dev->sub_wait);
 
 	dev->file = filp_open(file, O_RDONLY | O_LARGEFILE, 0);
 	if (IS_ERR(dev->file))
@@ -1037,11 +1399,24 @@ static int __init swapdev_init(void)
 	ret = -ENOMEM;
 	dev->header = alloc_page(GFP_KERNEL | __GFP_ZERO);
 	dev->ios = kvcalloc(pool, sizeof(*dev->ios), GFP_KERNEL);
-	if (!dev->header || !dev->ios)
+	if (dev->file_mode)
+		dev->rw_segs = kvcalloc(pool, sizeof(*dev->rw_segs), GFP_KERNEL);
+	if (!dev->header || !dev->ios || (dev->file_mode && !dev->rw_segs))
 		goto out_free;
 	for (i = 0; i < pool; i++) {
 		dev->ios[i].dev = dev;
 		swapdev_io_put(dev, &dev->ios[i]);
+		if (dev->rw_segs)
+			swapdev_seg_put(dev, &dev->rw_segs[i]);
+	}
+	if (dev->file_mode) {
+		swapdio_plug_start(&dev->wplug);
+		dev->submitter = kthread_run(swapdev_submitter, dev, "swapdio0-submit");
+		if (IS_ERR(dev->submitter)) {
+			ret = PTR_ERR(dev->submitter);
+			dev->submitter = NULL;
+			goto out_free;
+		}
 	}
 	ret = swapdev_add_disk(dev);
 	if (ret)
@@ -1062,6 +1437,11 @@ static void __exit swapdev_exit(void)
 	struct swapdev *dev = &swapdev;
 	struct swapdio_stats st = { 0 };
 
+	/*
+	 * ->rw_page I/O is not tracked by the queue's usage counter: after swapoff none is
+	 * left (it waits for every page), but make sure before the engine goes away.
+	 */
+	wait_event(dev->pool_wait, swapdev_pool_has(dev, pool));
 	del_gendisk(dev->disk);
 	put_disk(dev->disk);
 	blk_mq_free_tag_set(&dev->tag_set);
@@ -1071,9 +1451,10 @@ static void __exit swapdev_exit(void)
 		dev->file_mode ? "file" : "device", st.requests_submitted, st.requests_completed,
 		st.pages_out, st.pages_in, st.write_failures, st.read_failures, st.short_transfers,
 		st.would_block, st.rejected_completions, st.in_flight, st.pool_free);
-	pr_info("stats: pins=%lld unpins=%lld fail_write_every=%u resource_retries=%lld injected_write_errors=%lld upper_errors=%lld events_out=%lld events_in=%lld events_write_failed=%lld events_read_failed=%lld\n",
+	pr_info("stats: pins=%lld unpins=%lld fail_write_every=%u resource_retries=%lld nomem_retries=%lld injected_write_errors=%lld upper_errors=%lld events_out=%lld events_in=%lld events_write_failed=%lld events_read_failed=%lld\n",
 		atomic64_read(&dev->pins), atomic64_read(&dev->unpins), fail_write_every,
-		atomic64_read(&dev->resource), atomic64_read(&dev->injected),
+		atomic64_read(&dev->resource), atomic64_read(&dev->nomem_retries),
+		atomic64_read(&dev->injected),
 		atomic64_read(&dev->upper_errors), atomic64_read(&dev->ev_out),
 		atomic64_read(&dev->ev_in), atomic64_read(&dev->ev_write_failed),
 		atomic64_read(&dev->ev_read_failed));
