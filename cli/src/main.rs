@@ -52,6 +52,21 @@ Latency is per request: from submission to the completion of its last page. A re
 run of up to 32 pages, so p99 is dominated by the long runs and by queueing behind up to --queue-depth other \
 requests (p99 ~ queue depth x the device's time per request).";
 
+/// Exit statuses of `check` (its `--help`).
+const CHECK_EXIT_HELP: &str = "Exit status: 0 usable (the swapon prediction with --mode auto, swapdio's verdict with \
+--mode device|file: JSON's exit_status_follows); 1 not usable, or the target cannot be read; 2 bad arguments (a URI \
+that does not parse).";
+
+/// Exit statuses of `mkswap` (its `--help`).
+const MKSWAP_EXIT_HELP: &str = "Exit status: 0 written, and swapon would accept it; 1 refused (existing data without \
+--force, an active or in-use swap area, a bad size, no room, a filesystem that cannot swap) or failed, nothing \
+changed; or written but swapon would still refuse it; 2 bad arguments (no --size for a file).";
+
+/// Exit statuses of `bench` (its `--help`).
+const BENCH_EXIT_HELP: &str = "Exit status: 0 measured; 2 could not run (bad arguments, --only matching no case, the \
+swap file cannot be created or activated, file in use); 130 interrupted (SIGINT, SIGTERM, SIGHUP; the partial \
+table is printed).";
+
 /// swapdio: the Linux swap direct-I/O engine, on real swap files.
 #[derive(Parser, Debug)]
 #[command(name = "swapdio", version, about, after_help = EXIT_STATUS_HELP)]
@@ -66,13 +81,16 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Dry-run swapon: would the kernel accept this file, and how much of it?
+    #[command(after_help = CHECK_EXIT_HELP)]
     Check(check::Args),
     /// Create a swap file the right way: allocated, mode 0600, with a header.
+    #[command(after_help = MKSWAP_EXIT_HELP)]
     Mkswap(mkswap::Args),
     /// The main job: verified swap-out/swap-in workload on a real swap file.
     #[command(after_help = STRESS_EXIT_HELP)]
     Stress(stress::Args),
     /// Swap-in/swap-out IOPS and bandwidth beside a raw io_uring loop (and fio).
+    #[command(after_help = BENCH_EXIT_HELP)]
     Bench(bench::Args),
     /// A userfaultfd pager on the engine beside kernel swap and a pread/pwrite pager.
     Pager(pager::Args),

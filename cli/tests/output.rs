@@ -89,6 +89,16 @@ fn help_documents_every_exit_status() {
     let stress = text(&swapdio(&["stress", "--help"]).stdout);
     assert!(stress.contains("Exit status") && stress.contains("130 interrupted") && stress.contains("3 unverified"));
     assert!(stress.contains("p99"), "stress --help explains p99");
+    for (cmd, codes) in [
+        ("check", &["0 usable", "1 not usable", "2 bad arguments"][..]),
+        ("mkswap", &["0 written", "1 refused", "2 bad arguments"]),
+        ("bench", &["0 measured", "2 could not run", "130 interrupted"]),
+    ] {
+        let help = text(&swapdio(&[cmd, "--help"]).stdout);
+        for code in codes {
+            assert!(help.contains(code), "`swapdio {cmd} --help` lacks exit status {code:?}: {help}");
+        }
+    }
 }
 
 #[test]

@@ -204,7 +204,7 @@ pub enum LayoutError {
         size: u64,
     },
     /// mkswap: more pages than a version-1 header can describe (`last_page` is a u32).
-    #[error("swap file size {size} is too large for a SWAPSPACE2 header")]
+    #[error("swap file size {size} is too large for a SWAPSPACE2 header: at most 2^32 pages (16 TiB)")]
     TooLarge {
         /// Requested size in bytes.
         size: u64,
