@@ -15,6 +15,25 @@ use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 
+/// An nbdkit memory export of `size` bytes (nbdkit `options` too), or `None` (a skip, or a
+/// failure under `SWAPDIO_REQUIRE_NBD=1`) without nbdkit. The server stops before its
+/// scratch directory goes (field order).
+struct Nbdkit {
+    _server: Server,
+    dir: Scratch,
+    uri: String,
+}
+
+fn nbdkit(tag: &str, size: u64, options: &[&str]) -> Option<Nbdkit> {
+    if !have("nbdkit") {
+        return None;
+    }
+    let dir = Scratch::new(&format!("nbd-cli-{tag}"));
+    let server = Server::nbdkit_memory_with(&dir.0, size, options);
+    let uri = server.uri.to_string();
+    Some(Nbdkit { _server: server, dir, uri })
+}
+
 /// A finished stress report that lost nothing.
 fn assert_clean(r: &serde_json::Value) {
     assert_eq!(r["ok"], true, "{r:#}");
@@ -27,12 +46,8 @@ fn assert_clean(r: &serde_json::Value) {
 
 #[test]
 fn check_and_mkswap_take_nbd_uris() {
-    if !have("nbdkit") {
-        return;
-    }
-    let dir = Scratch::new("nbd-cli-check");
-    let server = Server::nbdkit_memory(&dir.0, 16 << 20);
-    let uri = server.uri.to_string();
+    let Some(export) = nbdkit("check", 16 << 20, &[]) else { return };
+    let uri = export.uri.clone();
     let out = swapdio(&["check", &uri]);
     assert_eq!(out.status.code(), Some(1), "no header yet");
     let out = swapdio(&["mkswap", &uri]);
@@ -53,12 +68,8 @@ const NOT_OF_AN_EXPORT: [&str; 5] = ["FIEMAP", "device 0:0", "allocated", "attri
 /// driver cannot do, is refused as `stress --mode file` refuses it.
 #[test]
 fn check_on_an_export_describes_the_export_not_a_local_file() {
-    if !have("nbdkit") {
-        return;
-    }
-    let dir = Scratch::new("nbd-cli-truth");
-    let server = Server::nbdkit_memory(&dir.0, 16 << 20);
-    let uri = server.uri.to_string();
+    let Some(export) = nbdkit("truth", 16 << 20, &[]) else { return };
+    let uri = export.uri.clone();
     assert!(swapdio(&["mkswap", "-q", &uri]).status.success());
     let out = swapdio(&["check", &uri]);
     let t = text(&out.stdout);
@@ -97,12 +108,8 @@ fn check_on_an_export_describes_the_export_not_a_local_file() {
 /// connected, with the socket's errno named and no Rust "(os error N)" form.
 #[test]
 fn check_on_a_read_only_or_unreachable_export_says_so() {
-    if !have("nbdkit") {
-        return;
-    }
-    let dir = Scratch::new("nbd-cli-ro");
-    let server = Server::nbdkit_memory_with(&dir.0, 16 << 20, &["-r"]);
-    let uri = server.uri.to_string();
+    let Some(export) = nbdkit("ro", 16 << 20, &["-r"]) else { return };
+    let uri = export.uri.clone();
     let out = swapdio(&["--json", "check", &uri]);
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
@@ -112,7 +119,7 @@ fn check_on_a_read_only_or_unreachable_export_says_so() {
     let t = text(&swapdio(&["check", &uri]).stdout);
     assert!(t.contains("NBD export, size 16777216 bytes") && t.contains("read-only"), "{t}");
 
-    let gone = format!("nbd+unix:///?socket={}", dir.0.join("no-server.sock").display());
+    let gone = format!("nbd+unix:///?socket={}", export.dir.0.join("no-server.sock").display());
     let out = swapdio(&["--json", "check", &gone]);
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
@@ -125,12 +132,8 @@ fn check_on_a_read_only_or_unreachable_export_says_so() {
 
 #[test]
 fn stress_on_nbdkit_memory_has_no_mismatch_with_and_without_faults() {
-    if !have("nbdkit") {
-        return;
-    }
-    let dir = Scratch::new("nbd-cli-nbdkit");
-    let server = Server::nbdkit_memory(&dir.0, 64 << 20);
-    let uri = server.uri.to_string();
+    let Some(export) = nbdkit("nbdkit", 64 << 20, &[]) else { return };
+    let uri = export.uri.clone();
     assert!(swapdio(&["mkswap", &uri]).status.success());
     let r = json(&swapdio(&["--json", "stress", "--file", &uri, "--duration", "3s", "--seed", "1"]));
     assert_clean(&r);
