@@ -1073,6 +1073,10 @@ typedef struct swapdio_engine_config {
  * Plug state in caller memory (`struct blk_plug` / the `swap_iocb **plug`): at most
  * one batch being filled. Start with `swapdio_plug_start`, end with
  * `swapdio_plug_finish`; a plug belongs to one thread and, once used, to one engine.
+ * A C plug has no destructor: a plug (or a struct copy of it) that holds the current
+ * batch and is discarded or overwritten strands that request (`swapdio_deactivate`
+ * answers `-EBUSY`), so finish it first. A stale copy is harmless: it gets `-ESTALE`
+ * and never submits a batch twice.
  */
 typedef struct swapdio_plug {
   /**

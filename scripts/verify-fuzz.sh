@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../fuzz"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(header activation lifecycle c_abi nbd_handshake nbd_replies)
+[ ${#targets[@]} -gt 0 ] || targets=(header activation lifecycle c_abi api_surface nbd_handshake nbd_replies)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cargo +nightly fuzz build -O

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the loom models (tests/loom_*.rs), then proves each can fail: every deliberately
-# broken variant (`--cfg swapdio_broken="..."`, see src/pool.rs and src/engine.rs) is
+# broken variant (`--cfg swapdio_broken="..."`, see src/pool.rs and src/engine/) is
 # built (SWAPDIO_BROKEN_VARIANT, read by build.rs; equivalent to
 # RUSTFLAGS="--cfg loom --cfg swapdio_broken=\"<name>\"") and run against the model that
 # must catch it, and the run must FAIL with a model panic (not a build error).

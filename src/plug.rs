@@ -4,7 +4,8 @@
 //! The kernel's `struct swap_iocb **plug` (`swap_write_unplug`, `swap_read_unplug`):
 //! the caller owns the plug for the length of a batch (a reclaim list, a readahead
 //! window); the engine flushes it when the next folio is not adjacent, when 32 folios
-//! are held, and when the caller finishes the batch. [`Plug`] finishes on drop.
+//! are held, and when the caller finishes the batch. [`Plug`] and [`PlugState`] finish
+//! on drop (`blk_finish_plug`): a batch can be neither stranded nor outlive its engine.
 //!
 //! **Better than the kernel:** a plug cannot submit a batch twice. [`PlugState`] is
 //! neither `Copy` nor `Clone`, and every step of a batch (adding a folio, submitting
@@ -36,33 +37,78 @@ impl Held {
     }
 }
 
-/// The caller-owned state of a plug: at most one request being filled. The low-level
-/// form of [`Plug`], for callers that cannot keep a borrow of the engine (the C ABI,
-/// a harness owning both).
-///
-/// A `PlugState` belongs to one engine from its first use on; using it with another
-/// engine is [`SwapError::ForeignPlug`]. Finish it with [`Engine::finish_plug`]: a held
-/// batch is not submitted until then, and a `PlugState` dropped while it holds one
-/// strands that request (its folios stay in writeback and [`Engine::deactivate`] reports
-/// [`SwapError::Busy`]); check [`PlugState::held_folios`], or use the RAII [`Plug`],
-/// which finishes on drop. Not `Clone`: a bitwise copy that another copy moved past is
-/// refused with [`SwapError::StalePlug`].
-#[derive(Debug, Default)]
-#[must_use = "a plug's held batch is submitted only by Engine::finish_plug"]
-pub struct PlugState {
-    pub(crate) held: Option<Held>,
-    pub(crate) owner: usize,
+/// What a plug needs of its engine when it is dropped, with the engine's type erased so
+/// that [`PlugState`] needs no type parameters.
+pub(crate) trait PlugOwner {
+    /// Submits the batch of a dropped plug (`blk_finish_plug`); a stale copy's batch is
+    /// forgotten.
+    fn finish_dropped(&self, held: Held);
 }
 
-impl PlugState {
+/// The caller-owned state of a plug: at most one request being filled. The low-level
+/// form of [`Plug`], for callers that keep the plug apart from the engine (the C ABI, a
+/// harness owning both).
+///
+/// A `PlugState` belongs to one engine from its first use on (using it with another is
+/// [`SwapError::ForeignPlug`]) and borrows that engine for `'e`, so it cannot outlive
+/// it. [`Engine::finish_plug`] submits the held batch; **dropping a `PlugState` that
+/// holds a batch submits it too** (`blk_finish_plug` at the end of the caller's batch),
+/// so a batch is never stranded. Only leaking it (`mem::forget`, or
+/// [`PlugState::unbind`] before a drop) strands its request: its folios stay in
+/// writeback and [`Engine::deactivate`] reports [`SwapError::Busy`]. Not `Clone`: a
+/// bitwise copy that another copy moved past is refused with [`SwapError::StalePlug`]
+/// (and forgotten, never submitted, when dropped).
+pub struct PlugState<'e> {
+    pub(crate) held: Option<Held>,
+    /// The owning engine's identity (its request storage's address), 0 before first use.
+    pub(crate) owner: usize,
+    /// The owning engine, for the drop; `None` when unbound.
+    pub(crate) engine: Option<&'e dyn PlugOwner>,
+}
+
+impl core::fmt::Debug for PlugState<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PlugState")
+            .field("held", &self.held)
+            .field("owner", &self.owner)
+            .field("bound", &self.engine.is_some())
+            .finish()
+    }
+}
+
+impl Default for PlugState<'_> {
+    fn default() -> Self {
+        PlugState::new()
+    }
+}
+
+impl PlugState<'_> {
     /// An empty plug.
     pub const fn new() -> Self {
-        PlugState { held: None, owner: 0 }
+        PlugState { held: None, owner: 0, engine: None }
     }
 
     /// Folios held in the unsubmitted batch.
     pub fn held_folios(&self) -> usize {
         self.held.map_or(0, |h| h.nr as usize)
+    }
+
+    /// Forgets the borrow of the engine, keeping the batch and the engine's identity: for
+    /// plug state kept where no borrow can live between calls (the C ABI's
+    /// `swapdio_plug`, which has no drop and ends with `swapdio_plug_finish`). The next
+    /// use with its engine binds it again. Dropped while unbound, a plug that holds a
+    /// batch strands it, as `mem::forget` would.
+    pub fn unbind(&mut self) {
+        self.engine = None;
+    }
+}
+
+impl Drop for PlugState<'_> {
+    /// Submits a held batch (`blk_finish_plug`). A stale copy's batch is forgotten.
+    fn drop(&mut self) {
+        if let (Some(held), Some(engine)) = (self.held.take(), self.engine) {
+            engine.finish_dropped(held);
+        }
     }
 }
 
@@ -76,7 +122,7 @@ where
     P: PageOps,
 {
     engine: &'e Engine<M, S, B, P>,
-    state: PlugState,
+    state: PlugState<'e>,
 }
 
 impl<'e, M, S, B, P> Plug<'e, M, S, B, P>

@@ -70,12 +70,13 @@ fn storage_with_a_request_not_free_is_refused_and_not_claimed() {
 
 // ---- item 2: a plug cannot submit a batch twice --------------------------------------
 
-static_assertions::assert_not_impl_any!(PlugState: Clone, Copy);
+static_assertions::assert_not_impl_any!(PlugState<'static>: Clone, Copy);
 
 /// A bitwise copy of a plug, as C's struct assignment makes one.
-fn copy_of(plug: &PlugState) -> PlugState {
-    // SAFETY: `PlugState` holds plain integers and no resource; the copy is what the
-    // engine must detect.
+fn copy_of<'e>(plug: &PlugState<'e>) -> PlugState<'e> {
+    // SAFETY: `PlugState` holds plain integers and a shared borrow of its engine, and
+    // owns no resource; the copy is what the engine must detect (a stale copy's drop
+    // submits nothing).
     unsafe { std::ptr::read(plug) }
 }
 
@@ -248,6 +249,66 @@ fn engine_without_sync_slots_is_refused_at_setup() {
     let w = world();
     let r = w.engine(linear(16), StorageConfig { pool: 4, sync: 0, splits: 1 });
     assert_eq!(r.err(), Some(EngineError::NoSyncSlots));
+}
+
+/// Dropping a `PlugState` that holds a batch submits it (`blk_finish_plug`): nothing is
+/// stranded, `deactivate` drains once the request completes. The plug borrows its
+/// engine, so it cannot outlive it (a compile error, not a runtime check).
+#[test]
+fn dropped_plug_state_submits_its_batch_and_nothing_is_stranded() {
+    let w = world();
+    let e = w.engine(linear(64), StorageConfig::default()).unwrap();
+    queue_all(&w);
+    {
+        let mut plug = PlugState::new();
+        for i in 1..=3u64 {
+            let f = Folio::small(i, i);
+            w.prepare_write(f, 1);
+            e.write(Some(&mut plug), f, MAY).unwrap();
+        }
+        assert_eq!(plug.held_folios(), 3);
+        assert!(w.dev.seen().is_empty(), "held, not yet submitted");
+    }
+    assert_eq!(w.dev.seen().len(), 1, "the drop submitted the batch");
+    assert_eq!(w.dev.seen()[0].segments.len(), 3);
+    for (id, result) in w.dev.take_queued() {
+        e.complete(id, result).unwrap();
+    }
+    assert_eq!(e.deactivate(), Ok(()));
+    for i in 1..=3u64 {
+        let s = w.pages.state(FolioId(i));
+        assert_eq!((s.writeback, s.writeback_ends, s.pins), (false, 1, 0), "folio {i}");
+    }
+    assert_clean(&w);
+}
+
+/// A stale copy's drop submits nothing: the batch goes out once, through the copy that
+/// is current, whichever of the two is dropped first.
+#[test]
+fn dropping_a_stale_plug_copy_submits_nothing() {
+    for current_first in [true, false] {
+        let w = world();
+        let e = w.engine(linear(64), StorageConfig::default()).unwrap();
+        let mut plug = PlugState::new();
+        let f = Folio::small(1, 1);
+        w.prepare_write(f, 1);
+        e.write(Some(&mut plug), f, MAY).unwrap();
+        let stale = copy_of(&plug);
+        let g = Folio::small(2, 2);
+        w.prepare_write(g, 1);
+        e.write(Some(&mut plug), g, MAY).unwrap();
+        if current_first {
+            drop(plug);
+            drop(stale);
+        } else {
+            drop(stale);
+            drop(plug);
+        }
+        assert_eq!(w.dev.seen().len(), 1, "one request");
+        assert_eq!(w.dev.seen()[0].segments.len(), 2, "the current batch, both folios");
+        assert_eq!(e.in_flight(), 0);
+        assert_clean(&w);
+    }
 }
 
 // ---- item 5: no panic reachable from a caller's numbers -------------------------------

@@ -69,7 +69,7 @@ struct Run<'a> {
     pages: &'a MemPages,
     slots: Vec<Slot>,
     inflight: HashMap<FolioId, Op>,
-    plug: PlugState,
+    plug: PlugState<'a>,
     next_folio: u64,
     delivered: Vec<RequestId>,
     mismatches: Vec<String>,

@@ -15,7 +15,7 @@ use swapdio::*;
 
 /// Adds `folio` to the plug, retrying while the pool is empty. The engine's promise on
 /// `WouldBlock`: the held batch was submitted first, so a completion will come.
-fn plug_write(engine: &ModelEngine, plug: &mut PlugState, folio: Folio) {
+fn plug_write<'e>(engine: &'e ModelEngine, plug: &mut PlugState<'e>, folio: Folio) {
     loop {
         match engine.write(Some(plug), folio, FsContext::MayEnterFs) {
             Ok(()) => return,

@@ -461,7 +461,7 @@ pub unsafe extern "C" fn swapdio_plug_start(plug: *mut swapdio_plug) -> c_int {
 ///
 /// # Safety
 /// `plug` is NULL or a valid plug that nothing else accesses for `'a`.
-unsafe fn plug_state<'a>(plug: *mut swapdio_plug) -> Result<&'a mut PlugState, i32> {
+unsafe fn plug_state<'a>(plug: *mut swapdio_plug) -> Result<&'a mut PlugState<'a>, i32> {
     if plug.is_null() {
         return Err(neg(EFAULT));
     }
@@ -490,7 +490,11 @@ pub unsafe extern "C" fn swapdio_plug_finish(engine: *const swapdio_engine, plug
     // SAFETY: forwarded from this function's contract.
     unsafe {
         with_engine(engine, |e| match plug_state(plug) {
-            Ok(p) => e.finish_plug(p).map_or_else(swap_error, |()| 0),
+            Ok(p) => {
+                let r = e.finish_plug(p);
+                p.unbind();
+                r.map_or_else(swap_error, |()| 0)
+            }
             Err(code) => code,
         })
     }
@@ -511,6 +515,15 @@ fn fs_of(v: u32) -> Result<FsContext, i32> {
     }
 }
 
+/// A C plug keeps no borrow of its engine between calls (C memory has no drop, and a
+/// copy or a plug outliving its engine must not hold a reference): the engine binds it
+/// for the call, this unbinds it after.
+fn unbind(plug: Option<&mut PlugState<'_>>) {
+    if let Some(p) = plug {
+        p.unbind();
+    }
+}
+
 /// Decodes the common arguments of the I/O entry points.
 ///
 /// # Safety
@@ -518,7 +531,7 @@ fn fs_of(v: u32) -> Result<FsContext, i32> {
 unsafe fn io_args<'a>(
     folio: *const swapdio_folio,
     plug: *mut swapdio_plug,
-) -> Result<(Folio, Option<&'a mut PlugState>), i32> {
+) -> Result<(Folio, Option<&'a mut PlugState<'a>>), i32> {
     // SAFETY: forwarded.
     let folio = folio_of(unsafe { ref_from(folio) }?)?;
     let plug = if plug.is_null() {
@@ -559,7 +572,11 @@ pub unsafe extern "C" fn swapdio_write(
                 Err(code) => return code,
             };
             match io_args(folio, plug) {
-                Ok((f, p)) => e.write(p, f, fs).map_or_else(swap_error, |()| 0),
+                Ok((f, mut p)) => {
+                    let r = e.write(p.as_deref_mut(), f, fs);
+                    unbind(p);
+                    r.map_or_else(swap_error, |()| 0)
+                }
                 Err(code) => code,
             }
         })
@@ -582,7 +599,11 @@ pub unsafe extern "C" fn swapdio_read(
     // SAFETY: forwarded from this function's contract.
     unsafe {
         with_engine(engine, |e| match io_args(folio, plug) {
-            Ok((f, p)) => e.read(p, f).map_or_else(swap_error, |()| 0),
+            Ok((f, mut p)) => {
+                let r = e.read(p.as_deref_mut(), f);
+                unbind(p);
+                r.map_or_else(swap_error, |()| 0)
+            }
             Err(code) => code,
         })
     }

@@ -124,9 +124,9 @@ struct H<'w> {
     done: Vec<(u64, bool)>,
     pending: Vec<(RequestId, Result<u64, Errno>)>,
     delivered: Vec<RequestId>,
-    plug: PlugState,
+    plug: PlugState<'w>,
     /// A bitwise copy of `plug`, used side by side with it.
-    copy: PlugState,
+    copy: PlugState<'w>,
     next: u64,
     seen: usize,
 }
@@ -326,8 +326,9 @@ impl H<'_> {
             }
             Op::CopyPlug => {
                 finish(self.e, &mut self.copy);
-                // SAFETY: `PlugState` owns no resource (plain integers): a bitwise copy is a
-                // C struct copy, which the engine must detect once either copy moves on.
+                // SAFETY: `PlugState` owns no resource (plain integers and a shared borrow of
+                // the engine): a bitwise copy is a C struct copy, which the engine must
+                // detect once either copy moves on (the old copy, finished above, is empty).
                 self.copy = unsafe { std::ptr::read(&self.plug) };
             }
             Op::UseCopy { slot, size, write } => {
@@ -402,7 +403,7 @@ impl H<'_> {
 
 /// Finishes a plug or a copy of it: the copy that fell behind is refused as stale (and
 /// emptied), never submitted.
-fn finish(e: &testkit::WorldEngine<'_>, plug: &mut PlugState) {
+fn finish<'e>(e: &'e testkit::WorldEngine<'_>, plug: &mut PlugState<'e>) {
     match e.finish_plug(plug) {
         Ok(()) | Err(SwapError::StalePlug) => assert_eq!(plug.held_folios(), 0, "finished plug still holds"),
         Err(err) => panic!("finish_plug: {err:?}"),

@@ -9,6 +9,8 @@
  *  - request ids with a bit set outside the 16-bit slot and 47-bit generation: -EINVAL;
  *    with a generation bit flipped: -EALREADY; the real id still completes once;
  *  - an engine with no sync slot: -EINVAL;
+ *  - a device-mode map with two entries on the same bytes: -EINVAL at engine init;
+ *  - a block device with bad pages: reported (bad_pages), never written (-EINVAL);
  *  - swapdio_engine_fini twice on a swapdio_engine_new engine (std archive,
  *    SWAPDIO_STD): -EINVAL, without reading the freed block (run under valgrind).
  *
@@ -220,6 +222,51 @@ int main(void)
 		free(nmem);
 	}
 
+	/* 7. A device-mode map with two entries on the same device bytes: -EINVAL. */
+	{
+		static const struct swapdio_map_entry overlap[3] = {
+			{ .first_slot = 0, .pages = 8, .start = 0 },
+			{ .first_slot = 8, .pages = 32, .start = 100 * SWAPDIO_PAGE_SIZE },
+			{ .first_slot = 40, .pages = 24, .start = 100 * SWAPDIO_PAGE_SIZE },
+		};
+		cfg = config(&w2, storage2);
+		cfg.map = overlap;
+		cfg.map_entries = 3;
+		EXPECT(swapdio_engine_init(bmem, el.size, &cfg, &b), -EINVAL);
+	}
+
+	/* 8. A block device whose header lists bad pages 5 and 6: reported, left out of the
+	 * map, and never written (-EINVAL, folio untouched). */
+	{
+		static unsigned char hdr[SWAPDIO_PAGE_SIZE];
+		struct swapdio_map_entry dmap[3];
+		struct swapdio_activation_report rep;
+		uint32_t bad[2] = { 6, 5 }, nr = 2;
+		struct swapdio_activation act = {
+			.header = hdr, .header_len = sizeof(hdr), .file_size = 64 * SWAPDIO_PAGE_SIZE,
+			.main_device = 1, .layout = SWAPDIO_LAYOUT_BLOCK_DEVICE, .mode = SWAPDIO_MODE_REQUEST_AUTO,
+			.caps = backend.caps,
+		};
+		EXPECT(swapdio_write_header(hdr, sizeof(hdr), 64, NULL, NULL), 0);
+		memcpy(hdr + 1032, &nr, 4);
+		memcpy(hdr + 1536, bad, sizeof(bad));
+		EXPECT(swapdio_activate(&act, dmap, 1, &rep), -ENOMEM);
+		EXPECT(swapdio_activate(&act, dmap, 3, &rep), 0);
+		CHECK(rep.bad_pages == 2 && rep.usable_pages == 61 && rep.map_entries == 2,
+		      "report: %llu bad, %llu usable, %llu entries", (unsigned long long)rep.bad_pages,
+		      (unsigned long long)rep.usable_pages, (unsigned long long)rep.map_entries);
+		cfg = config(&w2, storage2);
+		cfg.map = dmap;
+		cfg.map_entries = rep.map_entries;
+		EXPECT(swapdio_engine_init(bmem, el.size, &cfg, &b), 0);
+		EXPECT(write_folio(b, NULL, 8, 5), -EINVAL);
+		EXPECT(write_folio(b, NULL, 9, 6), -EINVAL);
+		CHECK(!w2.writeback[8] && !w2.writeback[9] && w2.submitted == 0, "a bad page was written");
+		EXPECT(write_folio(b, NULL, 10, 7), 0);
+		complete_all(b, &w2);
+		EXPECT(swapdio_engine_fini(b), 0);
+	}
+
 	/* The storage serves a new engine once A is finished. */
 	EXPECT(swapdio_engine_fini(a), 0);
 	EXPECT(swapdio_engine_fini(a), -EINVAL);
@@ -245,7 +292,8 @@ int main(void)
 	free(bmem);
 	free(storage);
 	free(storage2);
-	printf("contracts: %zu requests, storage sharing, copied plugs, forged ids, no sync slot%s: ok\n",
+	printf("contracts: %zu requests, storage sharing, copied plugs, forged ids, no sync slot, overlapping map, bad "
+	       "pages%s: ok\n",
 	       w.submitted,
 #ifdef SWAPDIO_STD
 	       ", fini twice on engine_new"

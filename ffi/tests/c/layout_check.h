@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * Compile-time layout checks of every struct shared with Rust: the same sizes and
- * alignments ffi/src/types.rs asserts with const assertions. Needs only swapdio.h
+ * alignments ffi/src/types/layout.rs asserts with const assertions. Needs only swapdio.h
  * (works in -ffreestanding -nostdinc kernel-style builds: no <stddef.h>).
  */
 #ifndef SWAPDIO_LAYOUT_CHECK_H
