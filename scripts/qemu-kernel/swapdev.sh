@@ -53,7 +53,7 @@ echo "kernel $QK_KVER; guest RAM $ram MiB; workload $mib MiB x $rounds rounds; s
 # 1. The library as a kernel object, the module, the workload.
 mod=$QK_WORK/module
 mkdir -p "$mod"
-cp "$root"/ffi/kernel/swapdev/{Kbuild,swapdio_swapdev_main.c} "$mod/"
+cp "$root"/ffi/kernel/swapdev/{Kbuild,swapdio_swapdev.h,swapdio_swapdev_*.c} "$mod/"
 "$root/ffi/build-kernel.sh" "$mod" >"$QK_WORK/build-kernel.log" 2>&1 ||
   { cat "$QK_WORK/build-kernel.log"; echo "FAIL: ffi/build-kernel.sh"; exit 1; }
 qk_build_module "$mod" 2>&1 | grep -v 'Skipping BTF generation' || true

@@ -72,33 +72,17 @@
  *    layer's bio completions do) and blk_mq_end_request().
  *  - Module load and unload run in the insmod/rmmod task and may sleep.
  *
+ * Files: this one (module, engine callbacks, device-mode backend, blk-mq),
+ * swapdio_swapdev_file.c (file mode: ->rw_page, submitter kthread, kiocbs),
+ * swapdio_swapdev_setup.c (layout, activation, claim), swapdio_swapdev.h (shared state).
+ *
  * Module parameters: file= (path of the swap file, required), mode= (device|file),
  * pool= (engine requests), fail_write_every= (fault injection: every Nth backend write
  * completes with -EIO after its I/O ran).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/blk-mq.h>
-#include <linux/blkdev.h>
-#include <linux/fiemap.h>
-#include <linux/file.h>
-#include <linux/fs.h>
-#include <linux/highmem.h>
-#include <linux/kthread.h>
-#include <linux/mm.h>
-#include <linux/pagemap.h>
-#include <linux/mman.h>
-#include <linux/module.h>
-#include <linux/sched/mm.h>
-#include <linux/slab.h>
-#include <linux/uio.h>
-#include <linux/vmalloc.h>
-#include <linux/wait.h>
-
-#include "swapdio.h"
-
-#define SWAPDEV_MAX_PAGES SWAPDIO_MAX_SEGMENTS
-#define SWAPDEV_FIEMAP_BATCH 256
+#include "swapdio_swapdev.h"
 
 static char *file;
 module_param(file, charp, 0444);
@@ -112,156 +96,6 @@ MODULE_PARM_DESC(pool, "engine requests reserved at load (the kernel's sio_pool 
 static unsigned int fail_write_every;
 module_param(fail_write_every, uint, 0444);
 MODULE_PARM_DESC(fail_write_every, "fault injection: fail every Nth backend write with -EIO (0: off)");
-
-struct swapdev_cmd;
-
-/**
- * struct swapdev_seg - one page handed to the engine, the engine's "folio".
- * @page: the page of the request's bio_vec, or the swap-cache page of ->rw_page.
- * @off: offset of the data in @page.
- * @cmd: the upper request it belongs to; NULL for a ->rw_page page.
- * @uptodate: set by the engine's set_uptodate callback (read success).
- * @write: direction (->rw_page pages).
- * @next: free-list link (->rw_page segments).
- *
- * Its address is the folio id the engine hands back to every callback. A blk-mq
- * segment lives in its request's pdu; a ->rw_page segment in swapdev.rw_segs.
- */
-struct swapdev_seg {
-	struct page *page;
-	unsigned int off;
-	bool uptodate;
-	bool write;
-	struct swapdev_cmd *cmd;
-	struct swapdev_seg *next;
-};
-
-/**
- * struct swapdev_cmd - per upper request state (blk-mq pdu), reserved with the tag set.
- * @pending: parts not yet completed, plus one held by ->queue_rq while it submits.
- * @failed: some part failed: the request ends with BLK_STS_IOERR.
- * @write: direction of the request.
- * @segs: the pages handed to the engine.
- */
-struct swapdev_cmd {
-	atomic_t pending;
-	bool failed;
-	bool write;
-	struct swapdev_seg segs[SWAPDEV_MAX_PAGES];
-};
-
-struct swapdev;
-
-/**
- * struct swapdev_io - backend state of one engine request, reserved at load time.
- * @dev: the device.
- * @id: the engine's request id, for swapdio_complete().
- * @pos: byte position in the file (file mode) or on the disk (device mode).
- * @len: bytes of the request.
- * @nr_segs: entries of @bvec in use.
- * @write: direction.
- * @inject: fault injection: report -EIO whatever the I/O did.
- * @next: link in the free list, or in the submitter's queue (file mode).
- * @bio: device mode.
- * @iocb: file mode.
- * @bvec: the request's pages.
- */
-struct swapdev_io {
-	struct swapdev *dev;
-	u64 id;
-	u64 pos;
-	u64 len;
-	unsigned int nr_segs;
-	bool write;
-	bool inject;
-	struct swapdev_io *next;
-	union {
-		struct bio bio;
-		struct kiocb iocb;
-	};
-	struct bio_vec bvec[SWAPDIO_MAX_SEGMENTS];
-};
-
-/**
- * struct swapdev - the device.
- * @file: the swap file (held open for the module's life).
- * @bdev: block device of the file's filesystem (device mode I/O goes there).
- * @file_mode: file mode (kiocbs) rather than device mode (bios).
- * @denied_write: file mode: deny_write_access() holds the file.
- * @engine: the swapdio engine.
- * @engine_mem: memory the engine lives in.
- * @storage: the engine's request storage (pool).
- * @map: the slot map swapdio_activate() wrote.
- * @slots: slots of the map (header slot included) = pages of /dev/swapdio0.
- * @ios: backend states, one per pool request.
- * @free_io: free list of @ios.
- * @io_lock: protects @free_io (taken in any context, interrupts off).
- * @submitter: file mode: the kthread that starts the kiocbs.
- * @sub_head: file mode: kiocbs queued to @submitter, oldest first.
- * @sub_tail: file mode: where the next queued kiocb is linked.
- * @sub_lock: protects @sub_head and @sub_tail (task context only).
- * @sub_wait: @submitter waits there for work.
- * @header: page 0 of /dev/swapdio0 (the outer swap header), in memory.
- * @submit_lock: serialises ->queue_rq and ->rw_page (task context).
- * @rw_segs: file mode: the ->rw_page segments, one per pool request.
- * @free_seg: file mode: free list of @rw_segs (under @io_lock).
- * @pool_wait: ->rw_page waits there for an engine request and a segment.
- * @wplug: file mode: the plug ->rw_page writes go into, finished by @submitter.
- * @wplug_used: @wplug holds pages (under @submit_lock; read locklessly to wake up).
- * @starved: ->queue_rq answered BLK_STS_RESOURCE: rerun the queue on release.
- * @tag_set: blk-mq tag set (one hardware queue).
- * @disk: /dev/swapdio0.
- * @major: its major number.
- * @pins: engine pins taken.
- * @unpins: engine pins dropped (equal to @pins at unload).
- * @resource: BLK_STS_RESOURCE answers.
- * @nomem_retries: file mode: kiocbs the filesystem refused with -ENOMEM, started again.
- * @backend_writes: backend write requests (for fault injection).
- * @injected: backend writes failed on purpose.
- * @upper_errors: upper requests ended with BLK_STS_IOERR.
- * @ev_out: pages counted by SWAPDIO_EVENT_KIND_SWAP_OUT.
- * @ev_in: pages counted by SWAPDIO_EVENT_KIND_SWAP_IN.
- * @ev_write_failed: pages of failed writes.
- * @ev_read_failed: pages of failed reads.
- */
-struct swapdev {
-	struct file *file;
-	struct block_device *bdev;
-	bool file_mode;
-	bool denied_write;
-	struct swapdio_engine *engine;
-	void *engine_mem;
-	void *storage;
-	struct swapdio_map_entry *map;
-	u64 slots;
-	struct swapdev_io *ios;
-	struct swapdev_io *free_io;
-	spinlock_t io_lock; /* @free_io; any context, irqs off */
-	struct task_struct *submitter;
-	struct swapdev_io *sub_head;
-	struct swapdev_io **sub_tail;
-	spinlock_t sub_lock; /* @sub_head, @sub_tail; task context */
-	wait_queue_head_t sub_wait;
-	struct page *header;
-	struct mutex submit_lock; /* ->queue_rq, ->rw_page: exact pool check */
-	struct swapdev_seg *rw_segs;
-	struct swapdev_seg *free_seg;
-	wait_queue_head_t pool_wait;
-	struct swapdio_plug wplug;
-	bool wplug_used;
-	atomic_t starved;
-	struct blk_mq_tag_set tag_set;
-	struct gendisk *disk;
-	int major;
-	atomic64_t pins;
-	atomic64_t unpins;
-	atomic64_t resource;
-	atomic64_t nomem_retries;
-	atomic64_t backend_writes;
-	atomic64_t injected;
-	atomic64_t upper_errors;
-	atomic64_t ev_out, ev_in, ev_write_failed, ev_read_failed;
-};
 
 static struct swapdev swapdev;
 
@@ -417,7 +251,7 @@ static void swapdev_event(void *ctx, const struct swapdio_event *ev)
 	}
 }
 
-static const struct swapdio_page_ops swapdev_page_ops = {
+const struct swapdio_page_ops swapdev_page_ops = {
 	.set_uptodate = swapdev_set_uptodate,
 	.set_dirty = swapdev_set_dirty,
 	.clear_reclaim = swapdev_clear_reclaim,
@@ -502,121 +336,9 @@ static void swapdev_bio_end_io(struct bio *bio)
 	swapdev_io_done(sio, result);
 }
 
-static void swapdev_kiocb_complete(struct kiocb *iocb, long ret)
+void swapdev_kiocb_complete(struct kiocb *iocb, long ret)
 {
 	swapdev_io_done(container_of(iocb, struct swapdev_io, iocb), ret);
-}
-
-/**
- * swapdev_file_rw() - start one file-mode request: a direct-I/O kiocb on the file.
- * @dev: the device.
- * @sio: the request, queued by swapdev_submit().
- *
- * A kiocb the filesystem finished during the call (or refused) is completed here. One
- * refused with -ENOMEM (PF_MEMALLOC allocations fail rather than reclaim when the
- * reserves are gone) is started again a tick later: memory comes back as in-flight
- * I/O completes, and failing a read would lose the page (the faulting task gets
- * SIGBUS). Re-running a read or a write of the same pages is harmless.
- * Context: the submitter kthread (PF_MEMALLOC, PF_MEMALLOC_NOIO); may sleep.
- */
-static void swapdev_file_rw(struct swapdev *dev, struct swapdev_io *sio)
-{
-	struct iov_iter iter;
-	ssize_t ret;
-
-	for (;;) {
-		memset(&sio->iocb, 0, sizeof(sio->iocb));
-		sio->iocb.ki_filp = dev->file;
-		sio->iocb.ki_pos = sio->pos;
-		sio->iocb.ki_flags = IOCB_DIRECT | (sio->write ? IOCB_WRITE : 0);
-		sio->iocb.ki_complete = swapdev_kiocb_complete;
-		iov_iter_bvec(&iter, sio->write ? ITER_SOURCE : ITER_DEST, sio->bvec,
-			      sio->nr_segs, sio->len);
-		if (sio->write)
-			ret = call_write_iter(dev->file, &sio->iocb, &iter);
-		else
-			ret = call_read_iter(dev->file, &sio->iocb, &iter);
-		if (ret != -ENOMEM)
-			break;
-		atomic64_inc(&dev->nomem_retries);
-		schedule_timeout_uninterruptible(1);
-	}
-	if (ret != -EIOCBQUEUED)
-		swapdev_kiocb_complete(&sio->iocb, ret);
-}
-
-static struct swapdev_io *swapdev_sub_pop(struct swapdev *dev)
-{
-	struct swapdev_io *sio;
-
-	spin_lock(&dev->sub_lock);
-	sio = dev->sub_head;
-	if (sio) {
-		dev->sub_head = sio->next;
-		if (!dev->sub_head)
-			dev->sub_tail = &dev->sub_head;
-	}
-	spin_unlock(&dev->sub_lock);
-	return sio;
-}
-
-static bool swapdev_sub_pending(struct swapdev *dev)
-{
-	return READ_ONCE(dev->sub_head);
-}
-
-/**
- * swapdev_sub_drain() - start every queued kiocb, in order.
- * @dev: the device.
- *
- * Runs with PF_MEMALLOC (the filesystem's allocations for these kiocbs come from the
- * reserves and never enter reclaim, which would wait for the very swap writes queued
- * here; nbd does the same around its socket I/O) and PF_MEMALLOC_NOIO (nothing it
- * allocates recurses into I/O). Never with submit_lock held.
- * Context: task (the submitter kthread, or the task that queued the I/O), may sleep.
- */
-static void swapdev_sub_drain(struct swapdev *dev)
-{
-	unsigned int noreclaim = memalloc_noreclaim_save();
-	unsigned int noio = memalloc_noio_save();
-	struct swapdev_io *sio;
-
-	while ((sio = swapdev_sub_pop(dev)))
-		swapdev_file_rw(dev, sio);
-	memalloc_noio_restore(noio);
-	memalloc_noreclaim_restore(noreclaim);
-}
-
-/**
- * swapdev_submitter() - the file-mode submission kthread.
- * @data: the device.
- *
- * Finishes the write plug that ->rw_page fills (so adjacent swap-outs of one reclaim
- * pass become one kiocb, as the kernel's swap_write_unplug() batches them) and starts
- * the queued kiocbs. Idle waits are TASK_IDLE: no hung-task report, no load.
- * Context: kthread, may sleep.
- * Return: 0 when stopped (at unload, with nothing queued).
- */
-static int swapdev_submitter(void *data)
-{
-	struct swapdev *dev = data;
-
-	for (;;) {
-		wait_event_idle(dev->sub_wait, swapdev_sub_pending(dev) ||
-				READ_ONCE(dev->wplug_used) || kthread_should_stop());
-		if (READ_ONCE(dev->wplug_used)) {
-			mutex_lock(&dev->submit_lock);
-			swapdio_plug_finish(dev->engine, &dev->wplug);
-			swapdio_plug_start(&dev->wplug);
-			WRITE_ONCE(dev->wplug_used, false);
-			mutex_unlock(&dev->submit_lock);
-		}
-		swapdev_sub_drain(dev);
-		if (kthread_should_stop() && !swapdev_sub_pending(dev) &&
-		    !READ_ONCE(dev->wplug_used))
-			break;
-	}
-	return 0;
 }
 
 /**
@@ -672,22 +394,17 @@ static s64 swapdev_submit(void *ctx, const struct swapdio_io *io)
 		return SWAPDIO_QUEUED;
 	}
 
-	sio->next = NULL;
-	spin_lock(&dev->sub_lock);
-	*dev->sub_tail = sio;
-	dev->sub_tail = &sio->next;
-	spin_unlock(&dev->sub_lock);
-	wake_up(&dev->sub_wait);
+	swapdev_file_queue(dev, sio);
 	return SWAPDIO_QUEUED;
 }
 
-static const struct swapdio_backend_ops swapdev_device_ops = {
+const struct swapdio_backend_ops swapdev_device_ops = {
 	.caps = SWAPDIO_CAP_DIO_READ | SWAPDIO_CAP_DIO_WRITE | SWAPDIO_CAP_OVERWRITE_IN_PLACE |
 		SWAPDIO_CAP_STABLE_ON_COMPLETE,
 	.submit = swapdev_submit,
 };
 
-static const struct swapdio_backend_ops swapdev_file_ops = {
+const struct swapdio_backend_ops swapdev_file_ops = {
 	.caps = SWAPDIO_CAP_SWAP_RW | SWAPDIO_CAP_OVERWRITE_IN_PLACE |
 		SWAPDIO_CAP_STABLE_ON_COMPLETE | SWAPDIO_CAP_REQUIRES_NOFS,
 	.submit = swapdev_submit,
@@ -722,7 +439,7 @@ static int swapdev_requests_needed(struct swapdev *dev, u64 slot, u64 n, unsigne
 	return 0;
 }
 
-static bool swapdev_pool_has(struct swapdev *dev, unsigned int need)
+bool swapdev_pool_has(struct swapdev *dev, unsigned int need)
 {
 	struct swapdio_stats st;
 
@@ -849,121 +566,6 @@ static blk_status_t swapdev_queue_rq(struct blk_mq_hw_ctx *hctx, const struct bl
 	return BLK_STS_OK;
 }
 
-static struct swapdev_seg *swapdev_seg_get(struct swapdev *dev)
-{
-	struct swapdev_seg *seg;
-	unsigned long flags;
-
-	spin_lock_irqsave(&dev->io_lock, flags);
-	seg = dev->free_seg;
-	if (seg)
-		dev->free_seg = seg->next;
-	spin_unlock_irqrestore(&dev->io_lock, flags);
-	return seg;
-}
-
-static void swapdev_seg_put(struct swapdev *dev, struct swapdev_seg *seg)
-{
-	unsigned long flags;
-
-	spin_lock_irqsave(&dev->io_lock, flags);
-	seg->next = dev->free_seg;
-	dev->free_seg = seg;
-	spin_unlock_irqrestore(&dev->io_lock, flags);
-}
-
-static bool swapdev_rw_ready(struct swapdev *dev)
-{
-	return READ_ONCE(dev->free_seg) && swapdev_pool_has(dev, 1);
-}
-
-/**
- * swapdev_rw_page() - ->rw_page: one swap page, with no bio (file mode).
- * @bdev: /dev/swapdio0.
- * @sector: the page's first sector.
- * @page: the swap-cache page: locked (read), or under writeback (write; the caller
- *        unlocks it when this returns 0).
- * @op: REQ_OP_READ or REQ_OP_WRITE.
- *
- * Why file mode swaps through ->rw_page rather than blk-mq requests: a swap bio to
- * this disk comes from fs_bio_set (bio_alloc() in __swap_writepage/swap_readpage)
- * and is held until the request completes, while the filesystem's direct I/O that
- * serves it allocates its own bios from fs_bio_set too (iomap_dio_bio_iter). Under
- * memory exhaustion every bio comes from that mempool's two reserved elements; once
- * swap bios waiting for us hold them, the filesystem's bio_alloc() waits for one of
- * them to be freed, which needs that very I/O: a deadlock (kswapd, the workload in
- * direct reclaim, kthreadd and the kblockd worker inside ->queue_rq all stuck in
- * mempool_alloc). Stacked drivers must never allocate from their caller's bio_set;
- * with ->rw_page (swapon sets SWP_SYNCHRONOUS_IO for it) the swap layer allocates no
- * bio at all, so fs_bio_set's reserve serves only bounded lower I/O again.
- *
- * Waits (task context: reclaim or a page fault) for an engine request when the
- * pool is empty: that wait ends when an in-flight kiocb completes, which needs no
- * memory beyond what the submitter kthread may take from the reserves. Failing
- * instead would make the swap layer fall back to a bio, which is the deadlock.
- * Context: task, may sleep.
- * Return: 0 (started; completion ends writeback or unlocks the page), or a negative
- * errno: the caller falls back to a bio.
- */
-static int swapdev_rw_page(struct block_device *bdev, sector_t sector, struct page *page,
-			   enum req_op op)
-{
-	struct swapdev *dev = bdev->bd_disk->private_data;
-	u64 slot = sector >> (PAGE_SHIFT - SECTOR_SHIFT);
-	bool write = op_is_write(op);
-	struct swapdev_seg *seg;
-	struct swapdio_folio folio;
-	struct swapdio_plug plug;
-	unsigned int noio;
-	int ret;
-
-	if ((sector & ((PAGE_SIZE >> SECTOR_SHIFT) - 1)) || PageTransHuge(page) || !slot ||
-	    slot >= dev->slots)
-		return -EOPNOTSUPP;
-	noio = memalloc_noio_save();
-	for (;;) {
-		wait_event(dev->pool_wait, swapdev_rw_ready(dev));
-		mutex_lock(&dev->submit_lock);
-		if (swapdev_pool_has(dev, 1)) {
-			seg = swapdev_seg_get(dev);
-			if (seg)
-				break;
-		}
-		mutex_unlock(&dev->submit_lock);
-	}
-	seg->page = page;
-	seg->off = 0;
-	seg->uptodate = false;
-	seg->write = write;
-	seg->cmd = NULL;
-	folio = (struct swapdio_folio){ .id = (uintptr_t)seg, .slot = slot, .pages = 1 };
-	if (write) {
-		/* Into the write plug: the submitter finishes it (batching), see there. */
-		ret = swapdio_write(dev->engine, &dev->wplug, &folio,
-				    SWAPDIO_FS_CONTEXT_MAY_ENTER_FS);
-		if (!ret)
-			WRITE_ONCE(dev->wplug_used, true);
-	} else {
-		swapdio_plug_start(&plug);
-		ret = swapdio_read(dev->engine, &plug, &folio);
-		swapdio_plug_finish(dev->engine, &plug);
-	}
-	mutex_unlock(&dev->submit_lock);
-	memalloc_noio_restore(noio);
-	if (ret) {
-		/* Refused before the engine took the page: no callback will run. */
-		pr_err_ratelimited("slot %llu: %s\n", slot, swapdio_strerror(ret));
-		swapdev_seg_put(dev, seg);
-		return ret;
-	}
-	/* A fault waits for this read: start it here rather than wake the submitter. */
-	if (write)
-		wake_up(&dev->sub_wait);
-	else
-		swapdev_sub_drain(dev);
-	return 0;
-}
-
 static const struct blk_mq_ops swapdev_mq_ops = {
 	.queue_rq = swapdev_queue_rq,
 };
@@ -972,309 +574,7 @@ static const struct block_device_operations swapdev_fops = {
 	.owner = THIS_MODULE,
 };
 
-/* File mode: swap pages come through ->rw_page (see swapdev_rw_page()). */
-static const struct block_device_operations swapdev_file_fops = {
-	.owner = THIS_MODULE,
-	.rw_page = swapdev_rw_page,
-};
-
 /* ---- setup ------------------------------------------------------------------------- */
-
-static u32 swapdev_extent_flags(u32 fe)
-{
-	u32 f = 0;
-
-	if (fe & FIEMAP_EXTENT_UNWRITTEN)
-		f |= SWAPDIO_EXTENT_UNWRITTEN;
-	if (fe & FIEMAP_EXTENT_SHARED)
-		f |= SWAPDIO_EXTENT_SHARED;
-	if (fe & FIEMAP_EXTENT_DATA_INLINE)
-		f |= SWAPDIO_EXTENT_INLINE;
-	if (fe & (FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_UNKNOWN))
-		f |= SWAPDIO_EXTENT_DELALLOC;
-	if (fe & (FIEMAP_EXTENT_ENCODED | FIEMAP_EXTENT_DATA_ENCRYPTED))
-		f |= SWAPDIO_EXTENT_ENCODED;
-	if (fe & (FIEMAP_EXTENT_NOT_ALIGNED | FIEMAP_EXTENT_DATA_TAIL))
-		f |= SWAPDIO_EXTENT_NOT_ALIGNED;
-	return f;
-}
-
-/*
- * Load time, in the insmod task. FIEMAP through the filesystem's ->fiemap, as
- * ioctl(FS_IOC_FIEMAP) does with FIEMAP_FLAG_SYNC (swapon drains writes first too).
- * ->fiemap copies extents to user memory, so the batches go through a scratch
- * mapping in the insmod task's address space. Returns a kvmalloc'ed array.
- */
-static int swapdev_read_layout(struct swapdev *dev, struct swapdio_extent **out, size_t *nr)
-{
-	struct inode *inode = file_inode(dev->file);
-	size_t batch = SWAPDEV_FIEMAP_BATCH * sizeof(struct fiemap_extent);
-	struct fiemap_extent *fe = NULL;
-	struct swapdio_extent *ext = NULL;
-	size_t n = 0, cap = 0;
-	u64 start = 0, size = i_size_read(inode);
-	unsigned long ubuf;
-	bool last = false;
-	int ret = 0;
-
-	if (!inode->i_op->fiemap || !current->mm)
-		return -EOPNOTSUPP;
-	ubuf = vm_mmap(NULL, 0, batch, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, 0);
-	if (IS_ERR_VALUE(ubuf))
-		return (int)ubuf;
-	fe = kvmalloc(batch, GFP_KERNEL);
-	if (!fe) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	while (!last && start < size) {
-		struct fiemap_extent_info fi = {
-			.fi_flags = FIEMAP_FLAG_SYNC,
-			.fi_extents_max = SWAPDEV_FIEMAP_BATCH,
-			.fi_extents_start = (struct fiemap_extent __user *)ubuf,
-		};
-		unsigned int i;
-
-		ret = inode->i_op->fiemap(inode, &fi, start, size - start);
-		if (ret)
-			goto out;
-		if (!fi.fi_extents_mapped)
-			break;
-		if (copy_from_user(fe, (void __user *)ubuf, fi.fi_extents_mapped * sizeof(*fe))) {
-			ret = -EFAULT;
-			goto out;
-		}
-		if (n + fi.fi_extents_mapped > cap) {
-			size_t ncap = max_t(size_t, 2 * cap, n + fi.fi_extents_mapped);
-			struct swapdio_extent *grown;
-
-			grown = kvmalloc_array(ncap, sizeof(*grown), GFP_KERNEL);
-
-			if (!grown) {
-				ret = -ENOMEM;
-				goto out;
-			}
-			if (n)
-				memcpy(grown, ext, n * sizeof(*ext));
-			kvfree(ext);
-			ext = grown;
-			cap = ncap;
-		}
-		for (i = 0; i < fi.fi_extents_mapped; i++) {
-			ext[n++] = (struct swapdio_extent){
-				.logical = fe[i].fe_logical,
-				.physical = fe[i].fe_physical,
-				.length = fe[i].fe_length,
-				.flags = swapdev_extent_flags(fe[i].fe_flags),
-				.device = dev->bdev->bd_dev,
-			};
-			start = fe[i].fe_logical + fe[i].fe_length;
-			last = fe[i].fe_flags & FIEMAP_EXTENT_LAST;
-		}
-	}
-	if (!n)
-		ret = -EINVAL;
-out:
-	vm_munmap(ubuf, batch);
-	kvfree(fe);
-	if (ret) {
-		kvfree(ext);
-		return ret;
-	}
-	*out = ext;
-	*nr = n;
-	return 0;
-}
-
-/* Load time: header, layout, activation, engine. */
-static int swapdev_activate(struct swapdev *dev)
-{
-	struct inode *inode = file_inode(dev->file);
-	struct swapdio_activation act = { 0 };
-	struct swapdio_activation_report rep = { 0 };
-	struct swapdio_storage_config sc = { .pool = pool, .sync = 1, .splits = 1 };
-	struct swapdio_engine_config cfg = { 0 };
-	struct swapdio_mem_layout ml;
-	struct swapdio_extent *ext = NULL;
-	size_t nr = 0;
-	loff_t off = 0;
-	void *hdr;
-	int ret;
-
-	hdr = kmalloc(PAGE_SIZE, GFP_KERNEL);
-	if (!hdr)
-		return -ENOMEM;
-	ret = kernel_read(dev->file, hdr, PAGE_SIZE, &off);
-	if (ret != PAGE_SIZE) {
-		pr_err("%s: cannot read the swap header (%d)\n", file, ret);
-		ret = ret < 0 ? ret : -EINVAL;
-		goto out;
-	}
-	ret = swapdev_read_layout(dev, &ext, &nr);
-	if (ret) {
-		pr_err("%s: cannot read the layout (FIEMAP): %d\n", file, ret);
-		goto out;
-	}
-	act.header = hdr;
-	act.header_len = PAGE_SIZE;
-	act.file_size = i_size_read(inode);
-	act.extents = ext;
-	act.nr_extents = nr;
-	act.main_device = dev->bdev->bd_dev;
-	act.layout = SWAPDIO_LAYOUT_EXTENTS;
-	act.mode = dev->file_mode ? SWAPDIO_MODE_REQUEST_FILE : SWAPDIO_MODE_REQUEST_DEVICE;
-	act.caps = dev->file_mode ? swapdev_file_ops.caps : swapdev_device_ops.caps;
-	ret = swapdio_map_layout(nr, &ml);
-	if (ret)
-		goto out;
-	dev->map = kvmalloc(ml.size, GFP_KERNEL);
-	if (!dev->map) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	ret = swapdio_activate(&act, dev->map, nr, &rep);
-	if (ret) {
-		pr_err("%s: swapdio refused the swap file: %s (extent %lld, file offset %lld)\n",
-		       file, swapdio_refusal_str(rep.refusal),
-		       rep.bad_extent == SWAPDIO_NONE ? -1LL : (long long)rep.bad_extent,
-		       rep.bad_offset == SWAPDIO_NONE ? -1LL : (long long)rep.bad_offset);
-		goto out;
-	}
-	dev->slots = rep.slots;
-	pr_info("%s: %s mode, %zu extents reported, %llu after merging, %llu slots, %llu usable pages\n",
-		file, dev->file_mode ? "file" : "device", nr, rep.extents, rep.slots,
-		rep.usable_pages);
-
-	ret = swapdio_storage_layout(&sc, &ml);
-	if (ret)
-		goto out;
-	/* vmalloc'ed: the storage is larger than an order-0 page (an order-3 kmalloc). */
-	dev->storage = vzalloc(ml.size);
-	cfg.storage_size = ml.size;
-	ret = swapdio_engine_layout(&ml);
-	if (ret)
-		goto out;
-	dev->engine_mem = vzalloc(ml.size);
-	if (!dev->storage || !dev->engine_mem) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	cfg.map = dev->map;
-	cfg.map_entries = rep.map_entries;
-	cfg.storage = dev->storage;
-	cfg.storage_config = sc;
-	cfg.backend = dev->file_mode ? &swapdev_file_ops : &swapdev_device_ops;
-	cfg.backend_ctx = dev;
-	cfg.page_ops = &swapdev_page_ops;
-	cfg.page_ctx = dev;
-	cfg.mode = rep.mode;
-	ret = swapdio_engine_init(dev->engine_mem, ml.size, &cfg, &dev->engine);
-	if (ret)
-		pr_err("swapdio_engine_init: %s\n", swapdio_strerror(ret));
-out:
-	kvfree(ext);
-	kfree(hdr);
-	return ret;
-}
-
-struct swapdev_prime {
-	struct kiocb iocb;
-	struct completion done;
-	long ret;
-};
-
-static void swapdev_prime_complete(struct kiocb *iocb, long ret)
-{
-	struct swapdev_prime *p = container_of(iocb, struct swapdev_prime, iocb);
-
-	p->ret = ret;
-	complete(&p->done);
-}
-
-/**
- * swapdev_prime_file_mode() - one async direct-I/O write at load time (file mode).
- * @dev: the device.
- *
- * The filesystem creates its direct-I/O completion workqueue (s_dio_done_wq, with a
- * rescuer kthread) at the first async direct write. Under reclaim that creation waits
- * for kthreadd, which waits for memory, which waits for our writes: a deadlock (seen
- * as kthreadd, kblockd and the workload hung). Make it now: write a zeroed page to
- * slot 1, where no swap data lives yet, and wait for it.
- * Context: task (insmod), may sleep.
- * Return: 0 or a negative errno.
- */
-static int swapdev_prime_file_mode(struct swapdev *dev)
-{
-	struct swapdev_prime p = { .ret = 0 };
-	struct swapdio_run run;
-	struct iov_iter iter;
-	struct bio_vec bv;
-	struct page *page;
-	ssize_t ret;
-
-	ret = swapdio_engine_lookup(dev->engine, 1, &run);
-	if (ret)
-		return ret;
-	page = alloc_page(GFP_KERNEL | __GFP_ZERO);
-	if (!page)
-		return -ENOMEM;
-	bvec_set_page(&bv, page, PAGE_SIZE, 0);
-	init_completion(&p.done);
-	p.iocb.ki_filp = dev->file;
-	p.iocb.ki_pos = run.pos;
-	p.iocb.ki_flags = IOCB_DIRECT | IOCB_WRITE;
-	p.iocb.ki_complete = swapdev_prime_complete;
-	iov_iter_bvec(&iter, ITER_SOURCE, &bv, 1, PAGE_SIZE);
-	ret = call_write_iter(dev->file, &p.iocb, &iter);
-	if (ret == -EIOCBQUEUED) {
-		wait_for_completion(&p.done);
-		ret = p.ret;
-	}
-	__free_page(page);
-	if (ret != PAGE_SIZE)
-		return ret < 0 ? ret : -EIO;
-	return 0;
-}
-
-/*
- * Keep the file from changing underneath. Device mode: S_SWAPFILE, as swapon does
- * (write, truncate and fallocate fail with ETXTBSY). File mode writes through the
- * filesystem, whose write checks refuse S_SWAPFILE files, so it takes the
- * protection exec gives a running binary instead: deny_write_access() (no writer may
- * open the file; truncate(2) fails with ETXTBSY). Either way an active swapon of the
- * file is refused, as swapon refuses a second swapon.
- */
-static int swapdev_claim(struct swapdev *dev)
-{
-	struct inode *inode = file_inode(dev->file);
-	int ret = 0;
-
-	if (!S_ISREG(inode->i_mode))
-		return -EINVAL;
-	inode_lock(inode);
-	if (IS_SWAPFILE(inode))
-		ret = -EBUSY;
-	else if (dev->file_mode)
-		ret = deny_write_access(dev->file);
-	else
-		inode->i_flags |= S_SWAPFILE;
-	inode_unlock(inode);
-	if (!ret)
-		dev->denied_write = dev->file_mode;
-	return ret;
-}
-
-static void swapdev_unclaim(struct swapdev *dev)
-{
-	struct inode *inode = file_inode(dev->file);
-
-	inode_lock(inode);
-	if (dev->denied_write)
-		allow_write_access(dev->file);
-	else
-		inode->i_flags &= ~S_SWAPFILE;
-	inode_unlock(inode);
-}
 
 static int swapdev_add_disk(struct swapdev *dev)
 {
@@ -1370,6 +670,8 @@ static int __init swapdev_init(void)
 		dev->file_mode = true;
 	else if (strcmp(mode, "device"))
 		return -EINVAL;
+	dev->path = file;
+	dev->pool = pool;
 	spin_lock_init(&dev->io_lock);
 	mutex_init(&dev->submit_lock);
 	init_waitqueue_head(&dev->pool_wait);
