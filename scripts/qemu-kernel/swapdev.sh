@@ -86,7 +86,8 @@ watchdog() {
   local last="" seen=$SECONDS cur
   while sleep 10; do
     cur=$(grep -a '^SWAPDEV \(progress\|result\)' "$log" | tail -n1 | sed 's/nr_free_pages [0-9]* nr_writeback [0-9]* //' || true)
-    if [ "$cur" != "$last" ]; then last=$cur seen=$SECONDS; continue; fi
+    # The clock starts at the first progress line (booting and building are not swapping).
+    if [ -z "$cur" ] || [ "$cur" != "$last" ]; then last=$cur seen=$SECONDS; continue; fi
     [ $((SECONDS - seen)) -ge "$stall_s" ] || continue
     echo "SWAPDEV host: no swap progress for ${stall_s}s: sysrq 9, w, l" >>"$QK_WORK/watchdog.log"
     qk_monitor "sendkey alt-sysrq-9" "sendkey alt-sysrq-w" "sendkey alt-sysrq-l" || true
