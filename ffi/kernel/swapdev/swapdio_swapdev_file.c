@@ -20,7 +20,8 @@
  * reserves are gone) is started again a tick later: memory comes back as in-flight
  * I/O completes, and failing a read would lose the page (the faulting task gets
  * SIGBUS). Re-running a read or a write of the same pages is harmless.
- * Context: the submitter kthread (PF_MEMALLOC, PF_MEMALLOC_NOIO); may sleep.
+ * Context: swapdev_sub_drain() (PF_MEMALLOC, PF_MEMALLOC_NOIO, submit_lock not held),
+ * in the submitter kthread or the task that queued the request; may sleep.
  */
 static void swapdev_file_rw(struct swapdev *dev, struct swapdev_io *sio)
 {

@@ -55,10 +55,10 @@
  *  - ->rw_page runs in kswapd, a direct reclaimer or a faulting task, under
  *    memalloc_noio_save(); it takes submit_lock like ->queue_rq and may wait for an
  *    engine request to be released.
- *  - The filesystem is never called with submit_lock held nor from the swap layer's
- *    context: the engine's ->submit queues the kiocb to the submitter kthread, which
- *    runs with PF_MEMALLOC and PF_MEMALLOC_NOIO, as kswapd does and as nbd does around
- *    its socket I/O. The filesystem's direct I/O allocates (iomap's struct iomap_dio
+ *  - The filesystem is never called with submit_lock held: the engine's ->submit
+ *    queues the kiocb, and once the lock is dropped the task that queued it (or the
+ *    submitter kthread, which finishes ->rw_page's write plug) starts it with
+ *    PF_MEMALLOC and PF_MEMALLOC_NOIO, as kswapd runs and as nbd wraps its socket I/O. The filesystem's direct I/O allocates (iomap's struct iomap_dio
  *    with kmalloc(GFP_KERNEL), ext4's extent path with GFP_NOFS): from a faulting task
  *    those would be GFP_NOIO allocations that reclaim without I/O, which frees nothing
  *    when the guest's memory is all anonymous, while every swap write waits for
@@ -67,7 +67,7 @@
  *  - The engine's page callbacks and swapdio_complete() run in the backend's
  *    completion context: bio ->bi_end_io (hard or soft irq) in device mode, the
  *    iomap completion (irq for reads, the filesystem's dio workqueue for writes) or
- *    the submitter kthread (a kiocb that finished during the call) in file mode. They
+ *    the task that started a kiocb which finished during the call, in file mode. They
  *    only touch atomics, spinlock_irqsave-protected lists, page flags (as the swap
  *    layer's bio completions do) and blk_mq_end_request().
  *  - Module load and unload run in the insmod/rmmod task and may sleep.
@@ -348,10 +348,10 @@ void swapdev_kiocb_complete(struct kiocb *iocb, long ret)
  *
  * Takes a reserved state and points its bio_vec table at the request's pages. Device
  * mode starts a bio (completion may run before this returns); file mode queues the
- * request to the submitter kthread and returns at once.
- * Context: task, from swapdio_write/read/plug_finish in ->queue_rq (submit_lock held,
- * memalloc_noio). Device mode may sleep for a tag of the lower disk; file mode does
- * not sleep.
+ * request (swapdev_file_queue()) and returns at once.
+ * Context: task, from swapdio_write/read/plug_finish in ->queue_rq, ->rw_page or the
+ * submitter kthread (submit_lock held, memalloc_noio). Device mode may sleep for a tag
+ * of the lower disk; file mode does not sleep.
  * Return: SWAPDIO_QUEUED.
  */
 static s64 swapdev_submit(void *ctx, const struct swapdio_io *io)
