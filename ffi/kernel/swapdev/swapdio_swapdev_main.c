@@ -58,12 +58,14 @@
  *  - The filesystem is never called with submit_lock held: the engine's ->submit
  *    queues the kiocb, and once the lock is dropped the task that queued it (or the
  *    submitter kthread, which finishes ->rw_page's write plug) starts it with
- *    PF_MEMALLOC and PF_MEMALLOC_NOIO, as kswapd runs and as nbd wraps its socket I/O. The filesystem's direct I/O allocates (iomap's struct iomap_dio
- *    with kmalloc(GFP_KERNEL), ext4's extent path with GFP_NOFS): from a faulting task
- *    those would be GFP_NOIO allocations that reclaim without I/O, which frees nothing
- *    when the guest's memory is all anonymous, while every swap write waits for
- *    submit_lock. With PF_MEMALLOC they come from the reserves (bounded: at most @pool
- *    kiocbs in flight) and never enter reclaim; a -ENOMEM is retried, never failed.
+ *    PF_MEMALLOC and PF_MEMALLOC_NOIO, as kswapd runs and as nbd wraps its socket I/O.
+ *    The filesystem's direct I/O allocates (iomap's struct iomap_dio with
+ *    kmalloc(GFP_KERNEL), ext4's extent path with GFP_NOFS): from a faulting task or
+ *    the kthread those would be GFP_NOIO allocations that reclaim without I/O, which
+ *    frees nothing when the guest's memory is all anonymous, and retry while the swap
+ *    writes that would free memory queue behind them. With PF_MEMALLOC they come from
+ *    the reserves (bounded: at most @pool kiocbs in flight) and never enter reclaim;
+ *    a -ENOMEM is retried, never failed.
  *  - The engine's page callbacks and swapdio_complete() run in the backend's
  *    completion context: bio ->bi_end_io (hard or soft irq) in device mode, the
  *    iomap completion (irq for reads, the filesystem's dio workqueue for writes) or
