@@ -327,7 +327,7 @@ where
 
     /// [`Engine::write_sync`] for callers that sleep: `wait(done)` must return once
     /// `done()` is true (it may return early; it is called again). The completion calls
-    /// [`PageOps::wake`] with [`Wake::Sync`] after making `done()` true, so a kernel caller
+    /// [`PageOps::wake`] with [`Wake::Sync`](crate::page::Wake::Sync) after making `done()` true, so a kernel caller
     /// is `wait_event(wq, done())` with `wake_up(&wq)` in `wake`: no polling, no spinning.
     pub fn write_sync_until(
         &self,
