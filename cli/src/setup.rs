@@ -344,6 +344,29 @@ pub fn activate_for_io(path: &Path, mode: ModeArg, quiet: bool) -> Result<Activa
     }
 }
 
+/// File mode's stand-in for `S_SWAPFILE`, called once the driver's descriptor on the
+/// file is open: makes the file append-only ([`SwapFileGuard::freeze_append_only`]), so
+/// that nobody can punch a hole in it, truncate it or `swapon` it while swapdio writes.
+/// Returns what protects the file, for the report: `"immutable"` (device mode),
+/// `"append-only"`, or why there is none (no `CAP_LINUX_IMMUTABLE`, a filesystem without
+/// inode flags, an NBD export); without it the layout is only re-checked periodically
+/// and after errors, and a change stops the run.
+pub fn protect_file_mode(act: &mut Activated, quiet: bool) -> String {
+    let Some(g) = act.guard.as_mut() else { return "none (NBD export: nothing local to protect)".into() };
+    if act.report.mode == IoMode::File {
+        if let Err(e) = g.freeze_append_only() {
+            if !quiet {
+                errln!(
+                    "swapdio: {e}: the file stays writable by others during the run (its layout is \
+                     re-checked every 0.5 s and after errors instead)"
+                );
+            }
+            return format!("none ({e})");
+        }
+    }
+    g.frozen_as().unwrap_or("none (a block device: no filesystem under it)").to_string()
+}
+
 /// Builds the driver on the activated mode's target. io_uring failing to set up falls
 /// back to pread with a message on stderr.
 pub fn make_driver(
@@ -433,7 +456,8 @@ impl LayoutWatch {
         self.errors = errors;
         self.last = std::time::Instant::now();
         if let Some(g) = guard.filter(|g| !g.still_frozen()) {
-            return Some(format!("{}: the immutable flag was cleared during the run", g.path().display()));
+            let flag = g.frozen_as().unwrap_or("immutable");
+            return Some(format!("{}: the {flag} flag was cleared during the run", g.path().display()));
         }
         lease.verify().err()
     }

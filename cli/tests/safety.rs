@@ -73,7 +73,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use swapdio::linux::guard::{SwapFileGuard, FS_IMMUTABLE_FL};
+use swapdio::linux::guard::{SwapFileGuard, FS_APPEND_FL, FS_IMMUTABLE_FL};
 use swapdio::linux::layout::inode_flags;
 use swapdio::linux::layout::LayoutError;
 
@@ -152,9 +152,13 @@ fn wait_locked(path: &Path, limit: Duration) -> bool {
     false
 }
 
-fn is_immutable(path: &Path) -> bool {
+fn has_flag(path: &Path, bit: u32) -> bool {
     let f = std::fs::File::open(path).unwrap();
-    inode_flags(&f).unwrap() & FS_IMMUTABLE_FL != 0
+    inode_flags(&f).unwrap() & bit != 0
+}
+
+fn is_immutable(path: &Path) -> bool {
+    has_flag(path, FS_IMMUTABLE_FL)
 }
 
 fn mode_of(p: &Path) -> u32 {
@@ -299,8 +303,37 @@ fn stress_refuses_a_second_user_and_mkswap_over_the_running_file() {
     assert!(!text.contains("mismatches      1") && !text.contains("CHANGED"), "{text}");
 }
 
+/// Waits until the file has inode flag `bit` (the run's protection is in force).
+fn wait_flag(path: &Path, bit: u32, limit: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if has_flag(path, bit) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A file-mode run that ends normally with the file protected throughout: `OK`, no
+/// mismatch, the layout unchanged, and the append-only flag gone again afterwards.
+fn assert_protected_run_ok(out: &Output, f: &Path) {
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["protection"], "append-only");
+    assert_eq!(v["lease"], "unchanged");
+    assert_eq!(v["counts"]["mismatches"], 0);
+    assert!(v["verified_pages"].as_u64().unwrap() > 0, "{v}");
+    assert!(!has_flag(f, FS_APPEND_FL), "the append-only flag outlived the run");
+}
+
 #[test]
-fn stress_file_mode_stops_writing_when_a_hole_is_punched() {
+fn stress_file_mode_refuses_a_hole_punch_and_truncate_while_it_writes() {
+    if let Some(r) = skip_unless_root(&["fallocate", "truncate"]) {
+        println!("SKIP: {r} (file mode's append-only protection needs CAP_LINUX_IMMUTABLE)");
+        return;
+    }
     let s = Scratch::new("safety-punch");
     let f = s.path("f.swap");
     assert!(swapdio(&["mkswap", "-q", "--size", "16M"], &[&f]).status.success());
@@ -308,18 +341,18 @@ fn stress_file_mode_stops_writing_when_a_hole_is_punched() {
         println!("SKIP: scratch directory is on tmpfs");
         return;
     }
-    let t = Instant::now();
-    let run = Bg::spawn(&["--json", "stress", "--mode", "file", "--duration", "60s", "--file"], &[&f]);
-    assert!(wait_locked(&f, Duration::from_secs(20)));
-    std::thread::sleep(Duration::from_millis(700));
-    assert!(sh("fallocate", &["-p", "-o", "1M", "-l", "1M", &f.display().to_string()]).is_ok());
-    let out = run.finish(Duration::from_secs(90));
-    assert!(t.elapsed() < Duration::from_secs(45), "stress kept running after the layout changed");
-    assert_eq!(out.status.code(), Some(4), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["layout_changed"], true);
-    assert_eq!(v["ok"], false);
-    assert!(v["lease"].as_str().unwrap().contains("CHANGED"), "{}", v["lease"]);
+    let run = Bg::spawn(&["--json", "stress", "--mode", "file", "--duration", "4s", "--file"], &[&f]);
+    assert!(wait_flag(&f, FS_APPEND_FL, Duration::from_secs(20)), "file mode did not protect the file");
+    // The reproduction: a hole punched while stress writes. Refused at open
+    // (the kernel refuses it on an active swap file too, with ETXTBSY).
+    let name = f.display().to_string();
+    let punch = sh("fallocate", &["-p", "-o", "1M", "-l", "1M", &name]);
+    assert!(punch.as_ref().is_err_and(|e| e.contains("Operation not permitted")), "{punch:?}");
+    let cut = sh("truncate", &["-s", "1M", &name]);
+    assert!(cut.as_ref().is_err_and(|e| e.contains("Operation not permitted")), "{cut:?}");
+    assert_protected_run_ok(&run.finish(Duration::from_secs(90)), &f);
+    // The file is the user's again.
+    assert!(sh("fallocate", &["-p", "-o", "1M", "-l", "1M", &name]).is_ok());
 }
 
 #[test]
@@ -438,7 +471,7 @@ fn device_mode_immutable_flag_is_restored_after_kill_9() {
 }
 
 #[test]
-fn stress_file_mode_stops_writing_when_the_kernel_swapons_the_file() {
+fn stress_file_mode_refuses_a_kernel_swapon_while_it_writes() {
     if let Some(r) = skip_unless_root(&["losetup", "mkfs.ext4", "mount", "umount", "swapon", "swapoff"]) {
         println!("SKIP: {r} (swapon on a loop-device filesystem needs root)");
         return;
@@ -446,42 +479,44 @@ fn stress_file_mode_stops_writing_when_the_kernel_swapons_the_file() {
     let l = LoopFs::ext4("safety-fs-swapon", 64).unwrap();
     let f = l.root().join("swapfile");
     assert!(swapdio(&["mkswap", "-q", "--size", "16M"], &[&f]).status.success());
-    let t = Instant::now();
-    let run = Bg::spawn(&["--json", "stress", "--mode", "file", "--duration", "60s", "--file"], &[&f]);
-    assert!(wait_locked(&f, Duration::from_secs(20)));
-    std::thread::sleep(Duration::from_millis(700));
+    let run = Bg::spawn(&["--json", "stress", "--mode", "file", "--duration", "4s", "--file"], &[&f]);
+    assert!(wait_flag(&f, FS_APPEND_FL, Duration::from_secs(20)), "file mode did not protect the file");
     let _off = Swapoff(f.clone());
     let swapon = Command::new("swapon").arg(&f).output().unwrap();
-    assert!(swapon.status.success(), "swapon: {}", String::from_utf8_lossy(&swapon.stderr));
+    assert!(!swapon.status.success(), "the kernel swapped to a file stress was writing");
+    assert!(String::from_utf8_lossy(&swapon.stderr).contains("Operation not permitted"));
+    assert_protected_run_ok(&run.finish(Duration::from_secs(90)), &f);
+}
+
+/// Clearing the protection flag during a run (`chattr -i` in device mode, `chattr -a`
+/// in file mode) stops the writing within the watch's period: exit status 4.
+fn stops_writing_when_the_protection_flag_is_cleared(mode: &str, bit: u32, chattr: &str, name: &str) {
+    if let Some(r) = skip_unless_root(&["losetup", "mkfs.ext4", "mount", "umount", "chattr"]) {
+        println!("SKIP: {r} ({mode} mode's protection on a loop-device filesystem needs root)");
+        return;
+    }
+    let l = LoopFs::ext4(&format!("safety-fs-chattr-{mode}"), 48).unwrap();
+    let f = l.root().join("swapfile");
+    assert!(swapdio(&["mkswap", "-q", "--size", "16M"], &[&f]).status.success());
+    let t = Instant::now();
+    let run = Bg::spawn(&["--json", "stress", "--mode", mode, "--duration", "60s", "--file"], &[&f]);
+    assert!(wait_flag(&f, bit, Duration::from_secs(20)), "{mode} mode did not protect the file");
+    sh("chattr", &[chattr, &f.display().to_string()]).unwrap();
     let out = run.finish(Duration::from_secs(90));
-    assert!(t.elapsed() < Duration::from_secs(45), "stress kept running on a file the kernel swaps to");
+    assert!(t.elapsed() < Duration::from_secs(45), "{mode} mode kept writing to an unprotected file");
     assert_eq!(out.status.code(), Some(4), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["layout_changed"], true);
-    assert!(v["lease"].as_str().unwrap().contains("active swap area"), "{}", v["lease"]);
+    assert!(v["lease"].as_str().unwrap().contains(&format!("{name} flag was cleared")), "{}", v["lease"]);
 }
 
 #[test]
 fn device_mode_stops_writing_when_the_immutable_flag_is_cleared() {
-    if let Some(r) = skip_unless_root(&["losetup", "mkfs.ext4", "mount", "umount", "chattr"]) {
-        println!("SKIP: {r} (device mode on a loop-device filesystem needs root)");
-        return;
-    }
-    let l = LoopFs::ext4("safety-fs-chattr", 48).unwrap();
-    let f = l.root().join("swapfile");
-    assert!(swapdio(&["mkswap", "-q", "--size", "16M"], &[&f]).status.success());
-    let t = Instant::now();
-    let run = Bg::spawn(&["--json", "stress", "--mode", "device", "--duration", "60s", "--file"], &[&f]);
-    while !is_immutable(&f) && t.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(is_immutable(&f), "device mode did not protect the file");
-    sh("chattr", &["-i", &f.display().to_string()]).unwrap();
-    let out = run.finish(Duration::from_secs(90));
-    assert!(t.elapsed() < Duration::from_secs(45), "device mode kept writing to an unprotected file");
-    assert_eq!(out.status.code(), Some(4), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["lease"].as_str().unwrap().contains("immutable flag was cleared"), "{}", v["lease"]);
+    stops_writing_when_the_protection_flag_is_cleared("device", FS_IMMUTABLE_FL, "-i", "immutable");
+}
+
+#[test]
+fn file_mode_stops_writing_when_the_append_only_flag_is_cleared() {
+    stops_writing_when_the_protection_flag_is_cleared("file", FS_APPEND_FL, "-a", "append-only");
 }
 
 /// `statvfs` free bytes of the filesystem holding `dir`.

@@ -19,9 +19,20 @@
 //!   and filesystems refuse to move its extents (ext4 `EXT4_IOC_MOVE_EXT`, xfs
 //!   swapext) — the kernel's `IS_SWAPFILE` checks, by another flag. Like `S_SWAPFILE`,
 //!   it also makes a kernel `swapon` of the file fail while swapdio uses it.
-//!   The original flags are written to [`RECORD_DIR`] before the flag is set and
-//!   restored on [`SwapFileGuard::thaw`] or drop; after a crash
-//!   [`recover_stale_immutable`] (run by the next swapdio command) restores them.
+//! * **Append-only in file mode** ([`SwapFileGuard::freeze_append_only`]): file mode
+//!   writes through the filesystem, so a punched hole or a truncate cannot send a write
+//!   into another file's blocks, but the filesystem would allocate on the next write
+//!   into the hole (a transaction on the swap write path, which the kernel's
+//!   `S_SWAPFILE` forbids) and the data that was in it is gone. Once swapdio's own
+//!   descriptor is open, the file is made append-only (`FS_APPEND_FL`): every *new*
+//!   open for writing without `O_APPEND`, truncate, hole punch, unlink, rename and a
+//!   kernel `swapon` then fail with `EPERM`, while the descriptor opened before keeps
+//!   writing at its slots (append-only is enforced at open, not per write). An append
+//!   through `O_APPEND` still grows the file; the layout check sees the size change.
+//!
+//! The original flags are written to [`RECORD_DIR`] before a flag is set and restored on
+//! [`SwapFileGuard::thaw`] or drop; after a crash [`recover_stale_immutable`] (run by
+//! the next swapdio command) restores them.
 
 use super::layout::{inode_flags, set_inode_flags, LayoutError};
 use std::ffi::OsStr;
@@ -35,6 +46,13 @@ use std::path::{Path, PathBuf};
 /// `FS_IMMUTABLE_FL` (`include/uapi/linux/fs.h`): no writes, truncate, fallocate,
 /// unlink, rename or link while set; setting or clearing it needs `CAP_LINUX_IMMUTABLE`.
 pub const FS_IMMUTABLE_FL: u32 = 0x0000_0010;
+
+/// `FS_APPEND_FL` (`include/uapi/linux/fs.h`): opens for writing need `O_APPEND`, no
+/// truncate, hole punch, unlink, rename or link while set; needs `CAP_LINUX_IMMUTABLE`.
+pub const FS_APPEND_FL: u32 = 0x0000_0020;
+
+/// The flags the guard may set, and restores after a crash.
+const GUARD_FLAGS: u32 = FS_IMMUTABLE_FL | FS_APPEND_FL;
 
 /// Where the guard records the flags of files it made immutable, one file per inode
 /// (`<st_dev>-<st_ino>`), so that a run that died is undone by the next one.
@@ -110,6 +128,8 @@ pub struct SwapFileGuard {
 struct Frozen {
     /// The inode flags before `freeze`.
     original: u32,
+    /// The flag `freeze` set: `FS_IMMUTABLE_FL` or `FS_APPEND_FL`.
+    flag: u32,
     /// The crash record, when the file has a name to find it by again.
     record: Option<PathBuf>,
 }
@@ -149,6 +169,18 @@ impl SwapFileGuard {
     /// (ext4, xfs, btrfs); an error leaves the file as it was. On a block device it does
     /// nothing (there is no filesystem under the blocks).
     pub fn freeze(&mut self) -> Result<(), LayoutError> {
+        self.freeze_with(FS_IMMUTABLE_FL, "FS_IOC_SETFLAGS (immutable)")
+    }
+
+    /// Makes the file append-only (`FS_APPEND_FL`) until [`thaw`](Self::thaw) or drop:
+    /// the file-mode stand-in for `S_SWAPFILE` (see the module docs). Call it only once
+    /// the descriptor file mode writes through is open: later opens for writing fail.
+    /// Same requirements, record and error behaviour as [`freeze`](Self::freeze).
+    pub fn freeze_append_only(&mut self) -> Result<(), LayoutError> {
+        self.freeze_with(FS_APPEND_FL, "FS_IOC_SETFLAGS (append-only)")
+    }
+
+    fn freeze_with(&mut self, flag: u32, op: &'static str) -> Result<(), LayoutError> {
         if self.frozen.is_some() {
             return Ok(());
         }
@@ -160,9 +192,9 @@ impl SwapFileGuard {
             return Ok(());
         }
         let original = inode_flags(&self.file).map_err(io_err("FS_IOC_GETFLAGS", &path))?;
-        if original & FS_IMMUTABLE_FL != 0 {
-            // Already immutable by the owner's choice: nothing to set or undo.
-            self.frozen = Some(Frozen { original, record: None });
+        if original & flag != 0 {
+            // Already set by the owner's choice: nothing to set or undo.
+            self.frozen = Some(Frozen { original, flag, record: None });
             return Ok(());
         }
         let record = if meta.nlink() > 0 {
@@ -170,29 +202,35 @@ impl SwapFileGuard {
         } else {
             None
         };
-        if let Err(e) = set_inode_flags(&self.file, original | FS_IMMUTABLE_FL) {
+        if let Err(e) = set_inode_flags(&self.file, original | flag) {
             if let Some(r) = &record {
                 let _ = std::fs::remove_file(r);
             }
-            return Err(LayoutError::Io { op: "FS_IOC_SETFLAGS (immutable)", path, source: e });
+            return Err(LayoutError::Io { op, path, source: e });
         }
-        self.frozen = Some(Frozen { original, record });
+        self.frozen = Some(Frozen { original, flag, record });
         Ok(())
     }
 
-    /// Whether the file is still immutable as [`freeze`](Self::freeze) left it (`true`
-    /// when not frozen). `false` means someone cleared the flag (`chattr -i`) during the
-    /// run: device mode must stop writing, the blocks are no longer protected.
+    /// Whether the file still has the flag [`freeze`](Self::freeze) or
+    /// [`freeze_append_only`](Self::freeze_append_only) set (`true` when not frozen).
+    /// `false` means someone cleared it (`chattr -i`, `chattr -a`) during the run: the
+    /// run must stop writing, the file is no longer protected.
     pub fn still_frozen(&self) -> bool {
-        self.frozen.is_none() || inode_flags(&self.file).is_ok_and(|f| f & FS_IMMUTABLE_FL != 0)
+        self.frozen.as_ref().is_none_or(|f| inode_flags(&self.file).is_ok_and(|now| now & f.flag != 0))
+    }
+
+    /// The name of the flag in force (`"immutable"` or `"append-only"`), if frozen.
+    pub fn frozen_as(&self) -> Option<&'static str> {
+        self.frozen.as_ref().map(|f| if f.flag == FS_APPEND_FL { "append-only" } else { "immutable" })
     }
 
     /// Restores the flags [`freeze`](Self::freeze) changed and removes the crash record.
     pub fn thaw(&mut self) -> Result<(), LayoutError> {
         let Some(f) = self.frozen.take() else { return Ok(()) };
-        if f.original & FS_IMMUTABLE_FL == 0 {
+        if f.original & f.flag == 0 {
             let now = inode_flags(&self.file).map_err(io_err("FS_IOC_GETFLAGS", &self.path))?;
-            if let Err(e) = set_inode_flags(&self.file, now & !FS_IMMUTABLE_FL) {
+            if let Err(e) = set_inode_flags(&self.file, now & !f.flag) {
                 // Keep the record: the next run retries.
                 return Err(LayoutError::Io { op: "FS_IOC_SETFLAGS (restore)", path: self.path.clone(), source: e });
             }
@@ -235,7 +273,7 @@ fn parse_record(text: &[u8]) -> Option<(u32, PathBuf)> {
     (!path.is_empty()).then(|| (flags, PathBuf::from(OsStr::from_bytes(path))))
 }
 
-/// Undoes [`SwapFileGuard::freeze`] of runs that died (`kill -9`, a crash, power loss
+/// Undoes [`SwapFileGuard::freeze`] and [`SwapFileGuard::freeze_append_only`] of runs that died (`kill -9`, a crash, power loss
 /// with `/run` on disk): for every record in [`RECORD_DIR`] whose file is no longer
 /// locked by a live swapdio process, restores the recorded flags and removes the
 /// record. Returns the files restored. Records whose file cannot be opened (its
@@ -268,7 +306,7 @@ pub fn recover_stale_immutable() -> Vec<PathBuf> {
             continue;
         }
         let Ok(now) = inode_flags(&file) else { continue };
-        let want = (now & !FS_IMMUTABLE_FL) | (original & FS_IMMUTABLE_FL);
+        let want = (now & !GUARD_FLAGS) | (original & GUARD_FLAGS);
         if want == now || set_inode_flags(&file, want).is_ok() {
             let _ = std::fs::remove_file(&rec);
             restored.push(path);

@@ -32,7 +32,7 @@ use swapdio::{StorageConfig, PAGE_SIZE};
 
 use crate::setup::{
     activate_for_io, create_default_file, install_stop_handler, make_driver, make_engine, parse_duration,
-    show_duration, Driver, DriverArg, LayoutWatch, ModeArg, STOP,
+    protect_file_mode, show_duration, Driver, DriverArg, LayoutWatch, ModeArg, STOP,
 };
 use folios::{FolioMix, DEFAULT_MIX};
 use pages::StressPages;
@@ -158,7 +158,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     if STOP.load(Ordering::SeqCst) {
         return Err("interrupted".into());
     }
-    let act = activate_for_io(&path, args.mode, json)?;
+    let mut act = activate_for_io(&path, args.mode, json)?;
     // Slot 0 is the header; a folio of n pages starts at a multiple of n.
     let smallest = args.folio_pages.min();
     if act.map.slots() / u64::from(smallest) < 2 {
@@ -178,6 +178,9 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
     };
     let capacity = if args.no_capacity || act.nbd.is_some() { None } else { measure_capacity(&act, &arena, seed) };
     let driver = make_driver(args.driver, &act, &arena, storage, faults, json)?;
+    // File mode writes through the driver's descriptor, open now: from here on nobody
+    // else may open the file for writing (no hole punch, truncate or swapon).
+    let protection = protect_file_mode(&mut act, json);
     let driver_name = driver.name();
     let (tx, rx) = channel();
     let mode = act.report.mode;
@@ -382,6 +385,7 @@ fn stress(args: &Args, json: bool) -> Result<Report, String> {
         page_rule_violations: violations,
         pins_leaked,
         lease,
+        protection,
         capacity,
         vs_capacity: capacity.map(|c| {
             (timed.pages_out + timed.pages_in) as f64 / elapsed / ((c.in_pages_per_s + c.out_pages_per_s) / 2.0)

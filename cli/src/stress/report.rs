@@ -92,6 +92,9 @@ pub struct Report {
     pub page_rule_violations: u64,
     pub pins_leaked: i64,
     pub lease: String,
+    /// What kept others from changing the file during the run: `immutable` (device
+    /// mode), `append-only` (file mode), or `none (why)`.
+    pub protection: String,
     /// The device's capacity measured before the run (`None` with `--no-capacity`).
     pub capacity: Option<Capacity>,
     /// Pages/s both ways over the capacity's mean of swap-in and swap-out pages/s.
@@ -226,6 +229,7 @@ pub fn print_report(r: &Report, json: bool) {
     }
     outln!("  page rules      {} violations, {} pins leaked", r.page_rule_violations, r.pins_leaked);
     outln!("  layout lease    {}", r.lease);
+    outln!("  protection      {}", r.protection);
     if let Some(n) = &r.nbd {
         outln!("{}", crate::target::nbd_stats_line(n));
     }
