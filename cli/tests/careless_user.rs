@@ -43,13 +43,18 @@ fn sizes_in_decimal_units_are_refused_as_ambiguous() {
     assert_eq!(std::fs::metadata(&f).unwrap().len(), 1 << 20);
 }
 
-/// `bench --file F --size S` (or `--dir D`): the size and directory are for a file
-/// bench creates; with an existing file they were silently ignored. Now an argument
-/// error, in JSON under `--json`.
+/// `bench --file F --size S` (or `--dir D`), and the same for `stress`: the size and
+/// directory are for a file the command creates; with an existing file they were
+/// silently ignored. Now an argument error, in JSON under `--json`.
 #[test]
-fn bench_refuses_size_or_dir_beside_an_existing_file() {
-    for extra in [["--size", "2M"], ["--dir", "/tmp"]] {
-        let mut args = vec!["--json", "bench", "--file", "/nonexistent/f.swap"];
+fn bench_and_stress_refuse_size_or_dir_beside_an_existing_file() {
+    for (cmd, extra) in [
+        ("bench", ["--size", "2M"]),
+        ("bench", ["--dir", "/tmp"]),
+        ("stress", ["--size", "2M"]),
+        ("stress", ["--dir", "/tmp"]),
+    ] {
+        let mut args = vec!["--json", cmd, "--file", "/nonexistent/f.swap"];
         args.extend(extra);
         let out = swapdio(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

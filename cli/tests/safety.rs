@@ -289,7 +289,7 @@ fn stress_refuses_a_second_user_and_mkswap_over_the_running_file() {
         println!("SKIP: scratch directory is on tmpfs");
         return;
     }
-    let first = Bg::spawn(&["stress", "--mode", "file", "--duration", "30s", "--size", "8M", "--file"], &[&f]);
+    let first = Bg::spawn(&["stress", "--mode", "file", "--duration", "30s", "--file"], &[&f]);
     assert!(wait_locked(&f, Duration::from_secs(20)), "first stress never took the lock");
     let out = swapdio(&["stress", "--duration", "1s", "--file"], &[&f]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

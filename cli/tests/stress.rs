@@ -313,3 +313,53 @@ fn large_folios_crossing_extent_boundaries_are_split_and_read_back_intact_in_dev
         }
     }
 }
+
+/// A block device's bad-page list (`mkswap -c`; only block devices may carry one): the
+/// kernel never maps those pages to slots, and neither may swapdio. Stress in device
+/// mode on a loop device whose header lists four bad pages (the last page among them)
+/// ends OK with every other slot usable, and the bytes of the bad pages are untouched.
+#[test]
+fn stress_on_a_block_device_never_writes_its_bad_pages() {
+    if let Some(r) = root_skip("SWAPDIO_REQUIRE_ROOT", &["losetup"]) {
+        println!("SKIP: {r} (a loop device needs root)");
+        return;
+    }
+    const PAGES: u32 = 4096;
+    const BAD: [u32; 4] = [7, 100, 2000, PAGES - 1];
+    let s = Scratch::new("stress-badpages");
+    let img = s.path("disk.img");
+    // Every page starts with its own marker; page 0 is the header.
+    let mut disk = vec![0u8; PAGES as usize * PAGE_SIZE];
+    for (i, page) in disk.chunks_mut(PAGE_SIZE).enumerate() {
+        page.fill((i % 251) as u8);
+    }
+    let header = &mut disk[..PAGE_SIZE];
+    header.fill(0);
+    SwapHeader::new(u64::from(PAGES), [7; 16], [0; 16]).unwrap().write(header).unwrap();
+    header[1032..1036].copy_from_slice(&(BAD.len() as u32).to_ne_bytes());
+    for (i, b) in BAD.iter().enumerate() {
+        header[1536 + 4 * i..1540 + 4 * i].copy_from_slice(&b.to_ne_bytes());
+    }
+    std::fs::write(&img, &disk).unwrap();
+    let before = disk;
+    {
+        let dev = common::LoopDev::attach(&img).unwrap();
+        let check = swapdio(&["--json", "check", &dev.0]);
+        assert!(check.status.success(), "{}", text(&check.stderr));
+        let out =
+            swapdio(&["--json", "stress", "--mode", "device", "--duration", "2s", "--no-capacity", "--file", &dev.0]);
+        let v = json_of(&out);
+        assert_eq!(out.status.code(), Some(0), "{v}\n{}", text(&out.stderr));
+        assert_eq!(v["usable_pages"], u64::from(PAGES) - 1 - BAD.len() as u64, "{v}");
+        assert_eq!(v["mismatches"], 0, "{v}");
+        assert!(v["verified_pages"].as_u64().unwrap() > 1000, "{v}");
+    }
+    let after = std::fs::read(&img).unwrap();
+    let page = |d: &[u8], i: u32| d[i as usize * PAGE_SIZE..(i as usize + 1) * PAGE_SIZE].to_vec();
+    for b in BAD {
+        assert!(page(&after, b) == page(&before, b), "bad page {b} was written");
+    }
+    // Sanity: the workload did write the device (a good page next to a bad one changed).
+    assert!((1..PAGES).filter(|i| !BAD.contains(i)).any(|i| page(&after, i) != page(&before, i)));
+    assert_eq!(page(&after, 0), page(&before, 0), "the header changed");
+}

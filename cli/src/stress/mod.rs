@@ -47,8 +47,9 @@ const PAGE: usize = PAGE_SIZE;
 /// Arguments of `swapdio stress`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Size of the swap file created in the current directory (K/M/G suffixes).
-    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    /// Size of the swap file created in --dir (K/M/G suffixes). Not with --file, whose
+    /// size is what it is.
+    #[arg(long, default_value = "256M", value_parser = parse_size, conflicts_with = "file")]
     pub size: u64,
     /// How long the mixed workload runs (e.g. 10s, 500ms, 1m); a final pass then reads
     /// back every slot written.
@@ -74,8 +75,8 @@ pub struct Args {
     /// contents are overwritten).
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// Directory to create the swap file in.
-    #[arg(long, default_value = ".")]
+    /// Directory to create the swap file in. Not with --file.
+    #[arg(long, default_value = ".", conflicts_with = "file")]
     pub dir: PathBuf,
     /// Skip measuring the device's capacity (a raw io_uring loop, 4k random at QD 32,
     /// 0.5 s each way, before the workload) that the report sets the throughput beside.

@@ -23,9 +23,6 @@ pub struct StressPages {
     pins: Vec<AtomicI32>,
     done: Sender<u32>,
     pub(super) violations: AtomicU64,
-    write_failed: AtomicU64,
-    write_failed_transient: AtomicU64,
-    read_failed: AtomicU64,
 }
 
 impl StressPages {
@@ -38,9 +35,6 @@ impl StressPages {
             pins: (0..pages).map(|_| AtomicI32::new(0)).collect(),
             done,
             violations: AtomicU64::new(0),
-            write_failed: AtomicU64::new(0),
-            write_failed_transient: AtomicU64::new(0),
-            read_failed: AtomicU64::new(0),
         }
     }
 
@@ -134,18 +128,7 @@ impl PageOps for StressPages {
             }
         }
     }
-    fn event(&self, e: SwapEvent) {
-        match e {
-            SwapEvent::WriteFailed { retryable, .. } => {
-                self.write_failed.fetch_add(1, Ordering::Relaxed);
-                if retryable {
-                    self.write_failed_transient.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            SwapEvent::ReadFailed { .. } => {
-                self.read_failed.fetch_add(1, Ordering::Relaxed);
-            }
-            SwapEvent::SwapIn { .. } | SwapEvent::SwapOut { .. } => {}
-        }
-    }
+    /// The workload counts failures per folio from the completions it reaps (the
+    /// `failed` flags), where it also decides the rewrite; the events add nothing.
+    fn event(&self, _e: SwapEvent) {}
 }

@@ -25,18 +25,8 @@
 
 #include "swapdio.h"
 
-#define FAIL(...)                                                            \
-	do {                                                                 \
-		fprintf(stderr, "contracts: FAIL at %s:%d: ", __FILE__, __LINE__); \
-		fprintf(stderr, __VA_ARGS__);                                \
-		fputc('\n', stderr);                                         \
-		abort();                                                     \
-	} while (0)
-#define CHECK(cond, ...)                   \
-	do {                               \
-		if (!(cond))               \
-			FAIL(__VA_ARGS__); \
-	} while (0)
+#define CHECK_PROGRAM "contracts"
+#include "check.h"
 #define EXPECT(call, want)                                                                     \
 	do {                                                                                   \
 		int got_ = (call);                                                             \

@@ -35,18 +35,8 @@
 #define PAGE SWAPDIO_PAGE_SIZE
 #define DISK_BYTES (16u << 20)
 
-#define FAIL(...)                                                          \
-	do {                                                               \
-		fprintf(stderr, "harness: FAIL at %s:%d: ", __FILE__, __LINE__); \
-		fprintf(stderr, __VA_ARGS__);                              \
-		fputc('\n', stderr);                                       \
-		abort();                                                   \
-	} while (0)
-#define CHECK(cond, ...)                    \
-	do {                                \
-		if (!(cond))                \
-			FAIL(__VA_ARGS__);  \
-	} while (0)
+#define CHECK_PROGRAM "harness"
+#include "check.h"
 
 /* The no_std archive calls this on a Rust panic (never expected). */
 void swapdio_panic_hook(const char *msg, size_t len)
