@@ -42,6 +42,10 @@ pub struct Args {
     /// Pager fault handler threads.
     #[arg(long, default_value_t = 2)]
     pub handlers: usize,
+    /// Largest readahead window in pages after the faulting one, for sequential faults
+    /// (0: none; default: the library's `PagerConfig::readahead`).
+    #[arg(long)]
+    pub readahead: Option<usize>,
     /// I/O mode of the pager's swap file.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
@@ -230,6 +234,9 @@ fn new_pager(path: &Path, a: &Args, pages: usize, budget: usize, io: IoPath, res
     let target = open_target(&act)?;
     let mut c = PagerConfig::new(pages, budget);
     c.handlers = a.handlers;
+    if let Some(r) = a.readahead {
+        c.readahead = r;
+    }
     c.io = io;
     c.restore = restore;
     Pager::new(c, act.map, target).map_err(|e| e.to_string())
