@@ -46,6 +46,10 @@ pub struct Args {
     /// (0: none; default: the library's `PagerConfig::readahead`).
     #[arg(long)]
     pub readahead: Option<usize>,
+    /// Victims written out per eviction batch (default: the library's
+    /// `PagerConfig::evict_batch`).
+    #[arg(long)]
+    pub evict_batch: Option<usize>,
     /// I/O mode of the pager's swap file.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
@@ -236,6 +240,9 @@ fn new_pager(path: &Path, a: &Args, pages: usize, budget: usize, io: IoPath, res
     c.handlers = a.handlers;
     if let Some(r) = a.readahead {
         c.readahead = r;
+    }
+    if let Some(b) = a.evict_batch {
+        c.evict_batch = b;
     }
     c.io = io;
     c.restore = restore;
