@@ -33,13 +33,24 @@
 struct swapdev_cmd;
 
 /**
+ * struct swapdev_link - link of a free list of objects reserved at load time.
+ * @next: the next free object's link, or NULL.
+ *
+ * Every free list of the device (swapdev.free_ios, swapdev.free_segs) is taken and
+ * refilled under swapdev.io_lock, in any context: swapdev_free_pop(), swapdev_free_push().
+ */
+struct swapdev_link {
+	struct swapdev_link *next;
+};
+
+/**
  * struct swapdev_seg - one page handed to the engine, the engine's "folio".
  * @page: the page of the request's bio_vec, or the swap-cache page of ->rw_page.
  * @off: offset of the data in @page.
  * @cmd: the upper request it belongs to; NULL for a ->rw_page page.
  * @uptodate: set by the engine's set_uptodate callback (read success).
  * @write: direction (->rw_page pages).
- * @next: free-list link (->rw_page segments).
+ * @free: free-list link (->rw_page segments).
  *
  * Its address is the folio id the engine hands back to every callback. A blk-mq
  * segment lives in its request's pdu; a ->rw_page segment in swapdev.rw_segs.
@@ -50,7 +61,7 @@ struct swapdev_seg {
 	bool uptodate;
 	bool write;
 	struct swapdev_cmd *cmd;
-	struct swapdev_seg *next;
+	struct swapdev_link free;
 };
 
 /**
@@ -78,7 +89,8 @@ struct swapdev;
  * @nr_segs: entries of @bvec in use.
  * @write: direction.
  * @inject: fault injection: report -EIO whatever the I/O did.
- * @next: link in the free list, or in the submitter's queue (file mode).
+ * @next: link in the submitter's queue (file mode).
+ * @free: link in swapdev.free_ios.
  * @bio: device mode.
  * @iocb: file mode.
  * @bvec: the request's pages.
@@ -92,6 +104,7 @@ struct swapdev_io {
 	bool write;
 	bool inject;
 	struct swapdev_io *next;
+	struct swapdev_link free;
 	union {
 		struct bio bio;
 		struct kiocb iocb;
@@ -113,8 +126,8 @@ struct swapdev_io {
  * @map: the slot map swapdio_activate() wrote.
  * @slots: slots of the map (header slot included) = pages of /dev/swapdio0.
  * @ios: backend states, one per pool request.
- * @free_io: free list of @ios.
- * @io_lock: protects @free_io (taken in any context, interrupts off).
+ * @free_ios: free list of @ios.
+ * @io_lock: protects @free_ios and @free_segs (taken in any context, interrupts off).
  * @submitter: file mode: the kthread that starts the kiocbs.
  * @sub_head: file mode: kiocbs queued to @submitter, oldest first.
  * @sub_tail: file mode: where the next queued kiocb is linked.
@@ -123,7 +136,7 @@ struct swapdev_io {
  * @header: page 0 of /dev/swapdio0 (the outer swap header), in memory.
  * @submit_lock: serialises ->queue_rq and ->rw_page (task context).
  * @rw_segs: file mode: the ->rw_page segments, one per pool request.
- * @free_seg: file mode: free list of @rw_segs (under @io_lock).
+ * @free_segs: file mode: free list of @rw_segs (under @io_lock).
  * @pool_wait: ->rw_page waits there for an engine request and a segment.
  * @wplug: file mode: the plug ->rw_page writes go into, finished by @submitter.
  * @wplug_used: @wplug holds pages (under @submit_lock; read locklessly to wake up).
@@ -156,8 +169,8 @@ struct swapdev {
 	struct swapdio_map_entry *map;
 	u64 slots;
 	struct swapdev_io *ios;
-	struct swapdev_io *free_io;
-	spinlock_t io_lock; /* @free_io; any context, irqs off */
+	struct swapdev_link free_ios;
+	spinlock_t io_lock; /* @free_ios, @free_segs; any context, irqs off */
 	struct task_struct *submitter;
 	struct swapdev_io *sub_head;
 	struct swapdev_io **sub_tail;
@@ -166,7 +179,7 @@ struct swapdev {
 	struct page *header;
 	struct mutex submit_lock; /* ->queue_rq, ->rw_page: exact pool check */
 	struct swapdev_seg *rw_segs;
-	struct swapdev_seg *free_seg;
+	struct swapdev_link free_segs;
 	wait_queue_head_t pool_wait;
 	struct swapdio_plug wplug;
 	bool wplug_used;
@@ -190,6 +203,9 @@ extern const struct swapdio_backend_ops swapdev_file_ops;
 extern const struct swapdio_page_ops swapdev_page_ops;
 void swapdev_kiocb_complete(struct kiocb *iocb, long ret);
 bool swapdev_pool_has(struct swapdev *dev, unsigned int need);
+struct swapdev_link *swapdev_free_pop(struct swapdev *dev, struct swapdev_link *list);
+void swapdev_free_push(struct swapdev *dev, struct swapdev_link *list,
+		       struct swapdev_link *link);
 
 /* swapdio_swapdev_file.c */
 extern const struct block_device_operations swapdev_file_fops;

@@ -144,30 +144,19 @@ int swapdev_submitter(void *data)
 
 static struct swapdev_seg *swapdev_seg_get(struct swapdev *dev)
 {
-	struct swapdev_seg *seg;
-	unsigned long flags;
+	struct swapdev_link *link = swapdev_free_pop(dev, &dev->free_segs);
 
-	spin_lock_irqsave(&dev->io_lock, flags);
-	seg = dev->free_seg;
-	if (seg)
-		dev->free_seg = seg->next;
-	spin_unlock_irqrestore(&dev->io_lock, flags);
-	return seg;
+	return link ? container_of(link, struct swapdev_seg, free) : NULL;
 }
 
 void swapdev_seg_put(struct swapdev *dev, struct swapdev_seg *seg)
 {
-	unsigned long flags;
-
-	spin_lock_irqsave(&dev->io_lock, flags);
-	seg->next = dev->free_seg;
-	dev->free_seg = seg;
-	spin_unlock_irqrestore(&dev->io_lock, flags);
+	swapdev_free_push(dev, &dev->free_segs, &seg->free);
 }
 
 static bool swapdev_rw_ready(struct swapdev *dev)
 {
-	return READ_ONCE(dev->free_seg) && swapdev_pool_has(dev, 1);
+	return READ_ONCE(dev->free_segs.next) && swapdev_pool_has(dev, 1);
 }
 
 /**

@@ -221,15 +221,11 @@ static void swapdev_unpin(void *ctx, u64 folio)
 {
 	struct swapdev *dev = ctx;
 	struct swapdev_seg *seg = seg_of(folio);
-	unsigned long flags;
 
 	atomic64_inc(&dev->unpins);
 	if (!swapdev_is_rw_seg(dev, seg))
 		return;
-	spin_lock_irqsave(&dev->io_lock, flags);
-	seg->next = dev->free_seg;
-	dev->free_seg = seg;
-	spin_unlock_irqrestore(&dev->io_lock, flags);
+	swapdev_seg_put(dev, seg);
 	if (wq_has_sleeper(&dev->pool_wait))
 		wake_up(&dev->pool_wait);
 }
@@ -268,34 +264,63 @@ const struct swapdio_page_ops swapdev_page_ops = {
 /* ---- backend ---------------------------------------------------------------------- */
 
 /**
+ * swapdev_free_pop() - take an object from a free list of reserved objects.
+ * @dev: the device (its io_lock protects every free list).
+ * @list: the list's head.
+ *
+ * Context: any; io_lock is taken with interrupts off.
+ * Return: the object's link, or NULL when the list is empty.
+ */
+struct swapdev_link *swapdev_free_pop(struct swapdev *dev, struct swapdev_link *list)
+{
+	struct swapdev_link *link;
+	unsigned long flags;
+
+	spin_lock_irqsave(&dev->io_lock, flags);
+	link = list->next;
+	if (link)
+		list->next = link->next;
+	spin_unlock_irqrestore(&dev->io_lock, flags);
+	return link;
+}
+
+/**
+ * swapdev_free_push() - give an object back to its free list.
+ * @dev: the device.
+ * @list: the list's head.
+ * @link: the object's link.
+ *
+ * Context: any; io_lock is taken with interrupts off.
+ */
+void swapdev_free_push(struct swapdev *dev, struct swapdev_link *list,
+		       struct swapdev_link *link)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&dev->io_lock, flags);
+	link->next = list->next;
+	list->next = link;
+	spin_unlock_irqrestore(&dev->io_lock, flags);
+}
+
+/**
  * swapdev_io_get() - take a reserved backend state.
  * @dev: the device.
  *
  * Never empty: at most @pool engine requests exist, one state each.
- * Context: any; io_lock is taken with interrupts off.
+ * Context: any.
  * Return: the state.
  */
 static struct swapdev_io *swapdev_io_get(struct swapdev *dev)
 {
-	struct swapdev_io *sio;
-	unsigned long flags;
+	struct swapdev_link *link = swapdev_free_pop(dev, &dev->free_ios);
 
-	spin_lock_irqsave(&dev->io_lock, flags);
-	sio = dev->free_io;
-	if (sio)
-		dev->free_io = sio->next;
-	spin_unlock_irqrestore(&dev->io_lock, flags);
-	return sio;
+	return link ? container_of(link, struct swapdev_io, free) : NULL;
 }
 
 static void swapdev_io_put(struct swapdev *dev, struct swapdev_io *sio)
 {
-	unsigned long flags;
-
-	spin_lock_irqsave(&dev->io_lock, flags);
-	sio->next = dev->free_io;
-	dev->free_io = sio;
-	spin_unlock_irqrestore(&dev->io_lock, flags);
+	swapdev_free_push(dev, &dev->free_ios, &sio->free);
 }
 
 /**
