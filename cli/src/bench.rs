@@ -8,7 +8,8 @@
 
 use crate::setup::{
     activate_for_io, counters_text, create_default_file, install_stop_handler, latency_histogram, make_driver,
-    make_engine, open_target, record_latency, show_duration, DriverArg, ModeArg, Rng, EXIT_INTERRUPTED, STOP,
+    make_engine, open_target, record_latency, show_duration, DriverArg, ModeArg, Rng, EXIT_INTERRUPTED,
+    EXIT_LAYOUT_CHANGED, STOP,
 };
 use hdrhistogram::Histogram;
 use io_uring::{opcode, types, IoUring};
@@ -523,28 +524,49 @@ fn median(mut v: Vec<Measure>) -> Option<Measure> {
     v.get(v.len() / 2).copied()
 }
 
-/// Runs `swapdio bench`.
-pub fn run(args: Args, json: bool) -> ExitCode {
-    install_stop_handler();
-    match bench(&args, json) {
-        Ok(()) if STOP.load(Ordering::Relaxed) => ExitCode::from(EXIT_INTERRUPTED),
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if json {
-                outln!("{}", serde_json::json!({"ok": false, "error": e}));
-            } else {
-                errln!("swapdio bench: {e}");
-            }
-            ExitCode::from(2)
-        }
+/// Why `bench` ended without its table.
+enum Stopped {
+    /// It could not run (exit status 2).
+    Failed(String),
+    /// The swap file's layout changed during the run; writing stopped (exit status
+    /// [`EXIT_LAYOUT_CHANGED`], as `stress`).
+    LayoutChanged(String),
+}
+
+impl From<String> for Stopped {
+    fn from(e: String) -> Stopped {
+        Stopped::Failed(e)
     }
 }
 
-fn bench(args: &Args, json: bool) -> Result<(), String> {
+impl From<&str> for Stopped {
+    fn from(e: &str) -> Stopped {
+        Stopped::Failed(e.to_string())
+    }
+}
+
+/// Runs `swapdio bench`.
+pub fn run(args: Args, json: bool) -> ExitCode {
+    install_stop_handler();
+    let (e, layout_changed) = match bench(&args, json) {
+        Ok(()) if STOP.load(Ordering::Relaxed) => return ExitCode::from(EXIT_INTERRUPTED),
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(Stopped::Failed(e)) => (e, false),
+        Err(Stopped::LayoutChanged(e)) => (e, true),
+    };
+    if json {
+        outln!("{}", serde_json::json!({"ok": false, "error": e, "layout_changed": layout_changed}));
+    } else {
+        errln!("swapdio bench: {e}");
+    }
+    ExitCode::from(if layout_changed { EXIT_LAYOUT_CHANGED } else { 2 })
+}
+
+fn bench(args: &Args, json: bool) -> Result<(), Stopped> {
     let run_stress = args.only.as_deref().is_none_or(|o| loose(STRESS_CASE).contains(&loose(o)));
     let cases = selected_cases(args.only.as_deref(), run_stress)?;
     if let Some(uri) = args.file.as_deref().map(crate::target::nbd_uri).transpose()?.flatten() {
-        return nbd::bench(args, json, &uri, &cases);
+        return Ok(nbd::bench(args, json, &uri, &cases)?);
     }
     let (path, shown, _created) = match &args.file {
         Some(p) => (p.clone(), p.display().to_string(), None),
@@ -612,13 +634,13 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
                 fios.extend(fio_case(&path, act.layout.file_size, case, args.duration));
                 if let (true, Some(g)) = (frozen, act.guard.as_mut()) {
                     g.freeze().map_err(|e| e.to_string())?;
-                    act.lease.verify().map_err(|e| format!("{e} (while fio ran); stopped"))?;
+                    act.lease.verify().map_err(|e| Stopped::LayoutChanged(format!("{e} (while fio ran); stopped")))?;
                 }
             }
         }
         // The layout must still be the one activated (else stop: later writes could
         // land where the file no longer is).
-        act.lease.verify().map_err(|e| format!("{e}; stopped after {}", case.name))?;
+        act.lease.verify().map_err(|e| Stopped::LayoutChanged(format!("{e}; stopped after {}", case.name)))?;
         let Some(e) = median(es) else { continue };
         let (raw, f) = (median(raws), median(fios));
         rows.push(Row {
@@ -632,10 +654,8 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
     }
     let _ = engine.deactivate();
     let driver_stats = engine.backend().stats();
-    let lease = match act.lease.verify() {
-        Ok(()) => "unchanged".to_string(),
-        Err(e) => format!("CHANGED: {e}"),
-    };
+    act.lease.verify().map_err(|e| Stopped::LayoutChanged(format!("{e}; stopped after the last case")))?;
+    let lease = "unchanged";
     let file_size = act.layout.file_size;
     // The stress workload on the same file, in this run: the engine and the file's guard
     // are released first (stress takes them itself).
@@ -651,8 +671,11 @@ fn bench(args: &Args, json: bool) -> Result<(), String> {
                 break;
             }
             let f = crate::stress::figure_for_bench(&path, args.mode, args.duration, args.seed.wrapping_add(round))?;
+            if f.exit_status == EXIT_LAYOUT_CHANGED {
+                return Err(Stopped::LayoutChanged("the layout changed during the stress workload; stopped".into()));
+            }
             if f.exit_status != 0 {
-                return Err(format!("the stress workload failed its checks (exit status {})", f.exit_status));
+                return Err(format!("the stress workload failed its checks (exit status {})", f.exit_status).into());
             }
             figures.push(f);
         }

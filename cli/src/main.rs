@@ -38,7 +38,7 @@ const EXIT_STATUS_HELP: &str = "Exit status:
   1    a check failed (stress: mismatch, lost page, page rule; check: not usable; mkswap: failed or refused)
   2    could not run: bad arguments (a JSON error object under --json), setup errors, file in use
   3    stress: unverified - nothing wrong found, but pages could not be written or read back
-  4    stress: the swap file's layout changed during the run; writing stopped
+  4    stress, bench: the swap file's layout changed during the run; writing stopped
   130  stress, bench: interrupted by SIGINT, SIGTERM or SIGHUP (cleanup done)
 A closed stdout (| head) is not an error: the command finishes with its own status.";
 

@@ -550,3 +550,24 @@ fn device_mode_default_file_is_protected_and_freed_after_kill_9() {
     }
     assert!(free_bytes(l.root()) + (1 << 20) >= before, "the killed run's swap file still holds its blocks");
 }
+
+/// `bench` re-checks the layout after every case: a hole punched during a swap-in case
+/// (which only reads, so nothing refills the hole) stops the run with exit status 4, as
+/// `stress` does.
+#[test]
+fn bench_stops_with_status_4_when_the_layout_changes_during_a_case() {
+    let s = Scratch::new("safety-bench-punch");
+    let f = s.path("f.swap");
+    assert!(swapdio(&["mkswap", "-q", "--size", "16M"], &[&f]).status.success());
+    if on_tmpfs(&s.0) {
+        println!("SKIP: scratch directory is on tmpfs");
+        return;
+    }
+    let args = ["bench", "--mode", "file", "--no-fio", "--rounds", "1", "--duration", "2s", "--only"];
+    let mut run = Bg::spawn(&[&args[..], &["swap-in 4k random QD1", "--file"]].concat(), &[&f]);
+    assert!(run.wait_for_stderr("  swap-in", Duration::from_secs(30)), "bench never started its case");
+    std::thread::sleep(Duration::from_millis(300));
+    sh("fallocate", &["-p", "-o", "1M", "-l", "1M", &f.display().to_string()]).unwrap();
+    let out = run.finish(Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stdout));
+}
