@@ -273,8 +273,8 @@ fn parse_record(text: &[u8]) -> Option<(u32, PathBuf)> {
     (!path.is_empty()).then(|| (flags, PathBuf::from(OsStr::from_bytes(path))))
 }
 
-/// Undoes [`SwapFileGuard::freeze`] and [`SwapFileGuard::freeze_append_only`] of runs that died (`kill -9`, a crash, power loss
-/// with `/run` on disk): for every record in [`RECORD_DIR`] whose file is no longer
+/// Undoes [`SwapFileGuard::freeze`] and [`SwapFileGuard::freeze_append_only`] of runs
+/// that died (`kill -9`, a crash, power loss with `/run` on disk): for every record in [`RECORD_DIR`] whose file is no longer
 /// locked by a live swapdio process, restores the recorded flags and removes the
 /// record. Returns the files restored. Records whose file cannot be opened (its
 /// filesystem not mounted) are kept for a later run; records of another inode at the

@@ -145,12 +145,18 @@ fn missing_fault(s: &Shared, page: usize, write: bool, tid: u32, lane: usize, ba
             }
             t.set(page, PageState::Reading);
             drop(t);
+            // Counted before the ioctl that wakes the faulting thread, so that thread
+            // (and whoever it tells) sees the fill in the stats; taken back, before the
+            // wake below, when nothing was mapped (the retried fault counts then).
+            add(&s.counters.zero_fills, 1);
             let r = if write {
                 s.uffd.copy(addr, ZEROS.as_ptr(), PAGE_SIZE as u64, false, false)
             } else {
                 s.uffd.zeropage(addr, PAGE_SIZE as u64)
             };
-            add(&s.counters.zero_fills, 1);
+            if r.is_err() {
+                s.counters.zero_fills.fetch_sub(1, Ordering::Relaxed);
+            }
             let mut t = s.lock();
             let state = match (r, write) {
                 (Ok(()), false) => PageState::ZeroMapped,
